@@ -1,0 +1,1 @@
+"""Data: synthetic rain, shipped sample images, paired-folder datasets."""

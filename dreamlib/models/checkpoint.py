@@ -1,0 +1,171 @@
+"""Reading the official checkpoint formats and dreamlib's own.
+
+Formats recognised (REFERENCE.md §1):
+
+- BasicSR / HINet: ``{'params': state_dict}`` (also ``params_ema``);
+- MPRNet: ``{'epoch', 'state_dict', 'optimizer'}``, keys possibly ``module.``-prefixed;
+- DuRN and AGAN: a raw state dict;
+- dreamlib: ``{'format': 'dreamlib', 'model', 'variant', 'config', 'state_dict', 'card'}``.
+
+Everything is read with ``torch.load(weights_only=True)`` (a pickle could run
+code) and loaded with ``strict=True``; a mismatch raises
+:class:`CheckpointMismatchError` that names what was expected, lists the first
+offending keys and suggests the variant the file fits.
+"""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..io import atomic_torch_save
+
+_DREAMLIB_FORMAT = "dreamlib"
+
+
+class CheckpointError(ValueError):
+    """The file is not a readable checkpoint."""
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint's keys or shapes do not fit the model."""
+
+
+def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Return ``(state_dict, meta)`` of any supported file; ``meta`` names the format."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (pass the path of a .pth/.pt/.pkl file)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointError(
+            f"could not read {path} as a PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+            "The file may be truncated (re-download it) or not a checkpoint at all; note that only tensors, "
+            "dicts and plain values can be read (weights_only=True)."
+        ) from e
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict or a checkpoint dict")
+    meta: dict = {}
+    if obj.get("format") == _DREAMLIB_FORMAT:
+        sd = obj["state_dict"]
+        meta = {k: obj.get(k) for k in ("model", "variant", "config", "card")}
+        meta["format"] = "dreamlib"
+    elif "params" in obj and isinstance(obj["params"], dict):
+        sd, meta["format"] = obj["params"], "basicsr"
+    elif "params_ema" in obj and isinstance(obj["params_ema"], dict):
+        sd, meta["format"] = obj["params_ema"], "basicsr-ema"
+    elif "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        sd, meta["format"] = obj["state_dict"], "mprnet"
+        if "epoch" in obj:
+            meta["epoch"] = obj["epoch"]
+    elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        sd, meta["format"] = obj, "raw"
+    else:
+        keys = ", ".join(list(map(str, obj))[:8])
+        raise CheckpointError(
+            f"{path} is a dict without a recognisable state dict (top-level keys: {keys}); expected "
+            "'params' (BasicSR/HINet), 'state_dict' (MPRNet), a raw state dict (DuRN/AGAN) or a dreamlib file"
+        )
+    if sd and all(k.startswith("module.") for k in sd):  # saved from DataParallel
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return dict(sd), meta
+
+
+def _diff(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]):
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    shapes = [(k, tuple(got[k].shape), tuple(expected[k].shape))
+              for k in expected if k in got and tuple(got[k].shape) != tuple(expected[k].shape)]
+    # Checkpoints from PyTorch < 0.4.1 lack BatchNorm's counter; it is not a weight.
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    return missing, unexpected, shapes
+
+
+def _suggest(sd: dict[str, torch.Tensor]) -> str | None:
+    """Name the (model, variant) whose keys and shapes fit ``sd``, if any."""
+    from . import MODEL_NAMES, build, variants
+
+    for name in MODEL_NAMES:
+        for variant in variants(name):
+            with torch.device("meta"):  # shapes only: no memory, no init cost
+                ref = build(name, variant).state_dict()
+            if not any(_diff(ref, sd)):
+                return f"build('{name}', variant='{variant}')"
+    return None
+
+
+def _first(items, n=5) -> str:
+    items = list(items)
+    more = f" ... (+{len(items) - n} more)" if len(items) > n else ""
+    return ", ".join(map(str, items[:n])) + more
+
+
+def load_checkpoint(model: nn.Module, path, strict: bool = True) -> dict:
+    """Load any supported checkpoint file into ``model`` (in place).
+
+    Args:
+        model: a model from :func:`dreamlib.models.build` (or any module; then
+            the error message cannot name the architecture).
+        path: the checkpoint file.
+        strict: refuse missing/unexpected keys and shape mismatches (default).
+
+    Returns:
+        The file's metadata: ``format`` and, for dreamlib files, ``model``,
+        ``variant``, ``config`` and ``card``.
+    """
+    sd, meta = read_checkpoint(path)
+    target = model.state_dict()
+    missing, unexpected, shapes = _diff(target, sd)
+    if strict and (missing or unexpected or shapes):
+        name = getattr(model, "dreamlib_name", type(model).__name__)
+        variant = getattr(model, "dreamlib_variant", "?")
+        lines = [f"checkpoint {path} ({meta['format']} format) does not fit {name} variant={variant!r}:"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {_first(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {_first(unexpected)}")
+        if shapes:
+            lines.append("  shape mismatches (file vs model): "
+                         + _first(f"{k} {a} vs {b}" for k, a, b in shapes))
+        fit = _suggest(sd)
+        lines.append(f"  the file fits {fit}: build that model instead." if fit else
+                     "  no dreamlib model/variant fits these keys; check that the file is the right network's "
+                     "weights, or pass the constructor overrides it was trained with.")
+        raise CheckpointMismatchError("\n".join(lines))
+    for k in [k for k in target if k.endswith("num_batches_tracked") and k not in sd]:
+        sd[k] = target[k]
+    model.load_state_dict(sd, strict=strict)
+    return meta
+
+
+def save_checkpoint(model: nn.Module, path, card: dict | None = None) -> Path:
+    """Write ``model`` in dreamlib's format (atomically): weights + name + variant + config + card."""
+    obj = {
+        "format": _DREAMLIB_FORMAT,
+        "model": getattr(model, "dreamlib_name", None),
+        "variant": getattr(model, "dreamlib_variant", None),
+        "config": dict(getattr(model, "dreamlib_config", {}) or {}),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "card": card or {},
+    }
+    return atomic_torch_save(obj, path)
+
+
+def from_checkpoint(path, device="cpu") -> nn.Module:
+    """Build and load a model from a dreamlib-format file (which records its architecture)."""
+    from . import build
+
+    sd, meta = read_checkpoint(path)
+    if meta["format"] != "dreamlib" or not meta.get("model"):
+        raise CheckpointError(
+            f"{path} is a {meta['format']} checkpoint, which does not record its architecture: "
+            "build the model yourself (dreamlib.models.build(name, variant)) and call load_checkpoint(model, path)"
+        )
+    model = build(meta["model"], meta.get("variant") or "official", **(meta.get("config") or {}))
+    load_checkpoint(model, path)
+    model.dreamlib_card = meta.get("card") or {}
+    return model.to(device)
