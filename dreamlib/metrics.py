@@ -69,10 +69,13 @@ def luma(img_u8: np.ndarray, convention: str = "basicsr") -> np.ndarray:
         # OpenCV's uint8 path: 14-bit fixed-point coefficients, rounded.
         r, g, b = (img_u8[..., i].astype(np.int64) for i in range(3))
         return ((r * 4899 + g * 9617 + b * 1868 + (1 << 13)) >> 14).astype(np.float64)
-    y = 16.0 + (rgb @ np.array([65.481, 128.553, 24.966])) / 255.0
     if convention == "matlab":
-        y = np.floor(y + 0.5)  # MATLAB rounds half away from zero when casting to uint8; y > 0
-    return y
+        # uint8 Y rounded half away from zero, computed in exact integers (255000 * Y)
+        # so that colours whose Y is exactly k + 0.5 round the same way on every machine.
+        r, g, b = (img_u8[..., i].astype(np.int64) for i in range(3))
+        num = 4_080_000 + 65_481 * r + 128_553 * g + 24_966 * b
+        return ((2 * num + 255_000) // 510_000).astype(np.float64)
+    return 16.0 + (rgb @ np.array([65.481, 128.553, 24.966])) / 255.0
 
 
 def _prepare(pred, target, convention: str, crop_border: int):

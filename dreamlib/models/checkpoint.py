@@ -42,8 +42,9 @@ def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
+        first_line = (str(e).splitlines() or [""])[0][:200]  # an empty file raises EOFError with no message
         raise CheckpointError(
-            f"could not read {path} as a PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+            f"could not read {path} as a PyTorch checkpoint ({type(e).__name__}: {first_line}). "
             "The file may be truncated (re-download it) or not a checkpoint at all; note that only tensors, "
             "dicts and plain values can be read (weights_only=True)."
         ) from e
