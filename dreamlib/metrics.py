@@ -138,3 +138,42 @@ def ssim(pred, target, convention: str = "basicsr", crop_border: int = 0) -> flo
 def psnr_ssim(pred, target, convention: str = "basicsr", crop_border: int = 0) -> tuple[float, float]:
     """Both metrics, sharing the conversion work."""
     return psnr(pred, target, convention, crop_border), ssim(pred, target, convention, crop_border)
+
+
+# ------------------------------------------------------------------ fast float PSNR (pruning search)
+
+#: Floor of the per-image MSE in :func:`psnr_torch`: identical images score
+#: ``10 log10(1 / 1e-12) = 120`` dB instead of infinity, so batch means stay finite.
+PSNR_TORCH_MSE_FLOOR = 1e-12
+
+
+def psnr_torch(pred, target, reduction: str = "mean"):
+    """Fast PSNR between two float RGB batches: the measure the pruning search compares with tp.
+
+    This is *not* a reportable test-set metric (use :func:`psnr` for that). It is
+    the number ``PSNR(S(X), T(X))`` of the paper's Algorithm 1, computed on the
+    networks' float outputs without leaving torch:
+
+    1. both tensors are clamped to [0, 1] (the valid image range; peak = 1);
+    2. per image b, ``MSE_b`` = mean of the squared differences over all its
+       channels and pixels (RGB, no Y channel, no uint8 quantisation),
+       accumulated in float64;
+    3. ``PSNR_b = 10 log10(1 / max(MSE_b, 1e-12))`` dB, so identical images give
+       120 dB (:data:`PSNR_TORCH_MSE_FLOOR`);
+    4. ``reduction="mean"`` returns the mean of ``PSNR_b`` over the batch as a
+       Python float; ``"none"`` returns the (B,) float64 tensor of ``PSNR_b``.
+
+    Args:
+        pred, target: tensors of the same shape, (B, C, H, W) or one image (C, H, W).
+    """
+    if tuple(pred.shape) != tuple(target.shape):
+        raise ValueError(f"psnr_torch: shapes differ, pred {tuple(pred.shape)} vs target {tuple(target.shape)}")
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"psnr_torch: reduction must be 'mean' or 'none', got {reduction!r}")
+    p, t = pred.detach(), target.detach()
+    if p.dim() == 3:
+        p, t = p.unsqueeze(0), t.unsqueeze(0)
+    diff = p.clamp(0, 1).double() - t.clamp(0, 1).double()
+    mse = diff.pow(2).flatten(1).mean(1).clamp_min(PSNR_TORCH_MSE_FLOOR)
+    per_image = -10.0 * mse.log10()
+    return float(per_image.mean()) if reduction == "mean" else per_image
