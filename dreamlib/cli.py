@@ -62,52 +62,77 @@ def cmd_make_benchmark(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """What exists end to end so far: rain synthesis on the sample images, the
-    synthetic benchmark, and the metrics of its rainy inputs in all conventions."""
+    """The main job on the shipped defaults, as far as the library goes so far: rain
+    synthesis, the synthetic benchmark, and the shipped small teachers derained it.
+    (Dreaming, pruning and distillation join this command as they land.)"""
     import matplotlib
 
     matplotlib.use("Agg")
-    import numpy as np
+    import matplotlib.pyplot as plt
+    import torch
 
+    from . import models
     from .data.benchmark import benchmark_sets, write_benchmark
     from .data.samples import load_samples
+    from .evaluate import evaluate, format_table
     from .figures import rain_gallery
     from .io import atomic_write_json, atomic_write_text
-    from .metrics import CONVENTIONS, psnr_ssim
 
     t0 = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     settings.seed_everything(args.seed)
     print(f"dreamlib {__version__} demo (quick={settings.QUICK}) -> {out}")
-    clean = load_samples("test")["sail"]
-    fig = rain_gallery(clean, seed=args.seed, title="The six synthetic rain kinds on a held-out image")
+    fig = rain_gallery(load_samples("test")["sail"], seed=args.seed,
+                       title="The six synthetic rain kinds on a held-out image")
     fig.savefig(out / "rain_gallery.png", dpi=110)
-    print(f"  wrote {out / 'rain_gallery.png'}")
+    plt.close(fig)
+    print(f"[1/3] rain kinds: wrote {out / 'rain_gallery.png'}")
 
     root = write_benchmark(seed=args.seed)
-    sets = {**benchmark_sets(root, "SynRain13k"), **benchmark_sets(root, "SynRainDrop")}
-    table = {}
-    for name, ds in sets.items():
-        vals = {c: [] for c in CONVENTIONS}
-        for item in ds:
-            for c in CONVENTIONS:
-                vals[c].append(psnr_ssim(item["input"], item["target"], c))
-        table[name] = {c: [float(np.mean([v[0] for v in vals[c]])), float(np.mean([v[1] for v in vals[c]]))]
-                       for c in CONVENTIONS}
-        table[name]["n"] = len(ds)
-    lines = ["| set | n | " + " | ".join(f"PSNR/SSIM {c}" for c in CONVENTIONS) + " |",
-             "|---|---|" + "---|" * len(CONVENTIONS)]
-    for name, row in table.items():
-        lines.append(f"| {name} | {row['n']} | " + " | ".join(f"{row[c][0]:.2f} / {row[c][1]:.4f}"
-                                                            for c in CONVENTIONS) + " |")
-    md = "Rainy input vs clean target on the synthetic benchmark (no model yet: this is the bar a deraining model must beat)\n\n" + "\n".join(lines)
-    print(md)
-    atomic_write_text(out / "benchmark_inputs.md", md + "\n")
-    atomic_write_json(out / "benchmark_inputs.json", {"benchmark": str(root), "seed": args.seed,
-                                                       "quick": settings.QUICK, "version": __version__,
-                                                       "wall_s": round(time.time() - t0, 2), "sets": table})
-    print(f"  wrote {out / 'benchmark_inputs.md'} ({time.time() - t0:.1f} s)")
+    families = {"SynRain13k": ("hinet", "mprnet"), "SynRainDrop": ("durn", "agan")}
+    report = {"benchmark": str(root), "seed": args.seed, "quick": settings.QUICK, "version": __version__,
+              "convention": "basicsr", "tables": {}}
+    md = []
+    print(f"[2/3] benchmark: {root}")
+    teacher_dir = settings.DATA_SAMPLES / "teachers"
+    grid = []
+    for family, names in families.items():
+        sets = benchmark_sets(root, family)
+        rows = {"rainy input": evaluate(None, sets, "basicsr", progress=False)}
+        for name in names:
+            path = teacher_dir / f"{name}_small.pt"
+            if not path.is_file():
+                print(f"      (no shipped teacher {path.name}; skipped)")
+                continue
+            net = models.from_checkpoint(path).eval()
+            rows[f"{name} (small teacher)"] = evaluate(net, sets, "basicsr", progress=True)
+            first = next(iter(sets.values()))[0]
+            with torch.no_grad():
+                pred = models.restore(net, first["input"][None])[0].clamp(0, 1)
+            grid.append((name, first["input"], pred, first["target"]))
+        table = format_table(rows)
+        report["tables"][family] = rows
+        md.append(f"### {family} (PSNR dB / SSIM, basicsr convention)\n\n{table}\n")
+        print(f"\n{family} (PSNR dB / SSIM, basicsr convention)\n{table}\n")
+    print("[3/3] figures and tables")
+    if grid:
+        fig, axes = plt.subplots(len(grid), 3, figsize=(7.5, 2.6 * len(grid)), squeeze=False)
+        from .metrics import psnr
+
+        for row, (name, x, pred, y) in zip(axes, grid):
+            for ax, img, label in zip(row, (x, pred, y), ("rainy input", f"{name} teacher", "clean target")):
+                ax.imshow(img.permute(1, 2, 0).numpy())
+                ax.set_title(label + ("" if label == "clean target" else f" {psnr(img, y):.1f} dB"), fontsize=9)
+                ax.axis("off")
+        fig.tight_layout()
+        fig.savefig(out / "teachers_before_after.png", dpi=110)
+        plt.close(fig)
+        print(f"      wrote {out / 'teachers_before_after.png'}")
+    report["wall_s"] = round(time.time() - t0, 2)
+    atomic_write_text(out / "demo.md", "\n".join(md))
+    atomic_write_json(out / "demo.json", report)
+    print(f"      wrote {out / 'demo.md'} and demo.json ({report['wall_s']:.1f} s)")
     return 0
 
 
@@ -146,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--convention", default="basicsr", choices=["basicsr", "matlab", "opencv"])
     r.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
     r.set_defaults(func=cmd_rain_table)
+
+    from .train import add_parser as _add_train; _add_train(sub)  # noqa: E702
 
     i = sub.add_parser("info", help="versions, device, quick mode")
     i.set_defaults(func=cmd_info)
