@@ -4,6 +4,7 @@ Commands:
   demo            the main job on the shipped defaults (writes results/demo/)
   make-benchmark  write the synthetic benchmark in the real datasets' layouts
   rain-table      measure each rain kind's rainy-input PSNR/SSIM on the sample images
+  train-teacher   train a small deraining teacher on synthetic rain (checkpoints, --resume)
   info            versions, device and quick mode
 """
 from __future__ import annotations

@@ -93,6 +93,9 @@ class ResumeMismatchError(ValueError):
 
 # ----------------------------------------------------------------------------- data
 
+AUGMENTATIONS = ("hflip", "full")
+
+
 class RainPairSampler:
     """Random (rainy, clean) crops of a list of clean images, deterministic for a Generator state.
 
@@ -101,18 +104,28 @@ class RainPairSampler:
         kinds: rain kinds to draw from (uniformly).
         crop: side of the square crops.
         rng: the generator; its state is the sampler's whole state.
+        augment: ``"hflip"`` (random horizontal flips) or ``"full"``: also a random
+            down-scaling by 1-2x (a crop of up to twice the side, resized with
+            antialiasing), a random 90-degree rotation, vertical flip and colour-channel
+            permutation. The clean crop is augmented *before* the rain is added, so
+            the rain itself always follows its recipe (streaks fall downwards).
     """
 
-    def __init__(self, images: list[np.ndarray], kinds, crop: int, rng: np.random.Generator):
+    def __init__(self, images: list[np.ndarray], kinds, crop: int, rng: np.random.Generator,
+                 augment: str = "hflip"):
         from .data.rain import RAIN_TYPES
 
         bad = [k for k in kinds if k not in RAIN_TYPES]
         if bad or not kinds:
             raise ValueError(f"unknown rain kind(s) {bad}; choose from {', '.join(RAIN_TYPES)}")
-        small = [im.shape[:2] for im in images if min(im.shape[:2]) < crop]
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {augment!r}; choose one of {AUGMENTATIONS}")
+        need = crop * (2 if augment == "full" else 1)
+        small = [im.shape[:2] for im in images if min(im.shape[:2]) < need]
         if small:
-            raise ValueError(f"crop {crop} is larger than training image(s) of size {small}")
-        self.images, self.kinds, self.crop, self.rng = images, tuple(kinds), int(crop), rng
+            raise ValueError(f"crop {crop} (augment={augment!r} reads up to {need} px) is larger than "
+                             f"training image(s) of size {small}")
+        self.images, self.kinds, self.crop, self.rng, self.augment = images, tuple(kinds), int(crop), rng, augment
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         from .data.rain import synthesize
@@ -120,11 +133,21 @@ class RainPairSampler:
         rng, c = self.rng, self.crop
         im = self.images[int(rng.integers(len(self.images)))]
         h, w = im.shape[:2]
-        top, left = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
-        clean = im[top:top + c, left:left + c]
+        src = c if self.augment == "hflip" else int(round(c * rng.uniform(1.0, 2.0)))
+        top, left = int(rng.integers(h - src + 1)), int(rng.integers(w - src + 1))
+        clean = im[top:top + src, left:left + src]
         if rng.random() < 0.5:
             clean = clean[:, ::-1]
-        clean = np.ascontiguousarray(clean)
+        if self.augment == "full":
+            if src != c:
+                t = torch.from_numpy(np.ascontiguousarray(clean)).permute(2, 0, 1)[None]
+                t = F.interpolate(t, size=(c, c), mode="bilinear", antialias=True, align_corners=False)
+                clean = t[0].permute(1, 2, 0).clamp(0, 1).numpy()
+            clean = np.rot90(clean, int(rng.integers(4)))
+            if rng.random() < 0.5:
+                clean = clean[::-1]
+            clean = clean[..., rng.permutation(3)]
+        clean = np.ascontiguousarray(clean, dtype=np.float32)
         kind = self.kinds[int(rng.integers(len(self.kinds)))]
         rainy = synthesize(clean, kind, seed=int(rng.integers(2 ** 31 - 1)))
         return rainy, clean
@@ -274,6 +297,12 @@ def _jsonable(v):
     return v
 
 
+def _train_names() -> list[str]:
+    from .data.samples import manifest
+
+    return [Path(n).stem for n in manifest()["train"]]
+
+
 def equivalent_command(config: dict, out_dir) -> str:
     """A ``python -m dreamlib train-teacher`` line that reproduces ``config``."""
     parts = ["python", "-m", "dreamlib", "train-teacher", "--model", config["name"], "--variant", config["variant"],
@@ -282,7 +311,9 @@ def equivalent_command(config: dict, out_dir) -> str:
              "--min-lr-ratio", repr(config["min_lr_ratio"]), "--warmup", str(config["warmup"]),
              "--aux-weight", repr(config["aux_weight"]), "--loss", config["loss"],
              "--identity-init" if config["identity_init"] else "--no-identity-init", "--grad-clip", repr(config["grad_clip"]),
-             "--seed", str(config["seed"]), "--out", str(out_dir)]
+             "--augment", config.get("augment", "hflip"), "--seed", str(config["seed"]), "--out", str(out_dir)]
+    if config["train_images"] != sorted(_train_names()):
+        parts += ["--images", ",".join(config["train_images"])]
     for k, v in config["model_overrides"].items():
         parts += ["--set", f"{k}={v!r}"]
     return shlex.join(parts)
@@ -297,7 +328,11 @@ def evaluate_on_benchmark(model: nn.Module, families=FAMILIES, progress: bool = 
     from .evaluate import evaluate
 
     root = write_benchmark(quick=False, progress=progress)
-    out = {"convention": "basicsr", "benchmark": str(root),
+    try:
+        where = str(root.resolve().relative_to(settings.REPO_ROOT))
+    except ValueError:
+        where = str(root)
+    out = {"convention": "basicsr", "benchmark": where,
            "benchmark_config": json.loads((root / "benchmark.json").read_text())}
     for fam in families:
         sets = benchmark_sets(root, fam)
@@ -312,7 +347,8 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
                   batch_size: int = DEFAULTS["batch_size"], crop: int = DEFAULTS["crop"], lr: float = DEFAULTS["lr"],
                   min_lr_ratio: float = DEFAULTS["min_lr_ratio"], warmup: int = DEFAULTS["warmup"],
                   aux_weight: float = DEFAULTS["aux_weight"], grad_clip: float = DEFAULTS["grad_clip"],
-                  loss: str = DEFAULTS["loss"], identity_init: bool | None = None, seed: int = 0, out_dir=None, state_path=None, checkpoint_every: int = 200, resume: bool = False,
+                  loss: str = DEFAULTS["loss"], identity_init: bool | None = None, augment: str = "hflip",
+                  images=None, seed: int = 0, out_dir=None, state_path=None, checkpoint_every: int = 200, resume: bool = False,
                   stop_at: int | None = None, threads: int | None = None, progress: bool = True,
                   evaluate: bool = True, command: str | None = None, **model_overrides):
     """Train ``name`` (``variant`` config plus ``model_overrides``) and write it with its card.
@@ -350,6 +386,11 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
         torch.set_num_threads(int(threads))
     kinds = tuple(kinds) if kinds else DEFAULT_KINDS[name]
     train_images = load_samples("train")  # never the test- or dream-role images
+    if images is not None:
+        unknown = sorted(set(images) - set(train_images))
+        if unknown:
+            raise ValueError(f"images {unknown} are not train-role sample images ({', '.join(sorted(train_images))})")
+        train_images = {k: train_images[k] for k in images}
     config = _jsonable({
         "name": name, "variant": variant, "model_overrides": dict(sorted(model_overrides.items())),
         "kinds": list(kinds), "steps": int(steps), "batch_size": int(batch_size), "crop": int(crop),
@@ -359,6 +400,8 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
         "loss": loss, "optimizer": "adam(0.9,0.999)", "schedule": "linear warm-up + cosine",
         "seed": int(seed), "train_images": sorted(train_images), "train_role": "train",
     })
+    if augment != "hflip":  # (key absent for the default, so older cards/states stay valid)
+        config["augment"] = augment
     out_dir = Path(out_dir) if out_dir else settings.WORK_DIR / "teachers"
     state_path = Path(state_path) if state_path else settings.WORK_DIR / "train" / f"{name}_{variant}_seed{seed}.state.pt"
 
@@ -373,7 +416,7 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps, warmup, min_lr_ratio))
     data = RainPairSampler([train_images[k] for k in sorted(train_images)], kinds, crop,
-                           np.random.default_rng(seed))
+                           np.random.default_rng(seed), augment=augment)
     step, wall, history = 0, 0.0, []
 
     if resume:
@@ -460,13 +503,16 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
         "macs_nni_256": int(count_macs(model, (1, 3, 256, 256), "nni")),
         "trained_for": EVAL_FAMILY[name] if set(kinds) <= set(DEFAULT_KINDS[name]) else list(kinds),
         "loss_history": [[s, round(v, 5)] for s, v in history],
-        "dreamlib": __version__, "torch": torch.__version__,
+        "dreamlib": __version__, "torch": str(torch.__version__),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
     if evaluate:
         t1 = time.perf_counter()
         card["eval"] = evaluate_on_benchmark(model, progress=progress)
         card["eval_wall_s"] = round(time.perf_counter() - t1, 1)
+        fam = EVAL_FAMILY[name]
+        res = card["eval"][fam]
+        card["gain_db"] = {fam: {s: round(res["model"][s]["psnr"] - res["input"][s]["psnr"], 3) for s in res["model"]}}
     card = _jsonable(card)
     out_dir.mkdir(parents=True, exist_ok=True)
     models.save_checkpoint(model, out_dir / f"{name}_{variant}.pt", card=card)
@@ -521,7 +567,8 @@ def cmd_train_teacher(args) -> int:
     model, card = train_teacher(
         args.model, args.variant, kinds=kinds, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
         lr=args.lr, min_lr_ratio=args.min_lr_ratio, warmup=args.warmup, aux_weight=args.aux_weight,
-        grad_clip=args.grad_clip, loss=args.loss, identity_init=args.identity_init, seed=args.seed, out_dir=args.out, state_path=args.state,
+        grad_clip=args.grad_clip, loss=args.loss, identity_init=args.identity_init, augment=args.augment,
+        images=[n.strip() for n in args.images.split(",") if n.strip()] if args.images else None, seed=args.seed, out_dir=args.out, state_path=args.state,
         checkpoint_every=args.checkpoint_every, resume=args.resume, stop_at=args.stop_at, threads=args.threads,
         progress=not args.no_progress, evaluate=not args.no_eval,
         command=_command_line(), **_parse_set(args.set))
@@ -558,6 +605,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--loss", default=DEFAULTS["loss"], choices=LOSSES, help="pixel loss")
     t.add_argument("--identity-init", action=argparse.BooleanOptionalAction, default=None,
                    help="start as the identity map (default: on for agan, whose output is not residual)")
+    t.add_argument("--augment", default="hflip", choices=AUGMENTATIONS,
+                   help="hflip: horizontal flips; full: also rescaling, rotations, vertical flips, channel order")
+    t.add_argument("--images", default=None,
+                   help="comma-separated subset of the train-role images (default: all of them)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", type=Path, default=None, help="output folder (default: work/teachers)")
     t.add_argument("--state", type=Path, default=None,

@@ -14,6 +14,7 @@ offending keys and suggests the variant the file fits.
 """
 from __future__ import annotations
 
+import json
 import pickle
 import zipfile
 from pathlib import Path
@@ -151,7 +152,9 @@ def save_checkpoint(model: nn.Module, path, card: dict | None = None) -> Path:
         "variant": getattr(model, "dreamlib_variant", None),
         "config": dict(getattr(model, "dreamlib_config", {}) or {}),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "card": card or {},
+        # JSON round trip: the card must hold only plain values, or weights_only=True
+        # loading would refuse the file (e.g. torch.__version__ is a TorchVersion object).
+        "card": json.loads(json.dumps(card or {}, default=str)),
     }
     return atomic_torch_save(obj, path)
 
