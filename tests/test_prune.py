@@ -120,8 +120,16 @@ def test_l1_global_equals_torch_global_unstructured(hinet):
     tprune.global_unstructured(params, pruning_method=tprune.L1Unstructured, amount=0.6)
     ours, theirs = _weight_masks(pruned), _weight_masks(ref)
     assert ours.keys() == theirs.keys() and len(ours) == len(params)
+    # Trained weights can share a magnitude exactly; torch's topk and our flat-index rule
+    # may then keep different members of a tie. Masks must agree everywhere else, and
+    # keep the same number of weights.
+    weights = {n: m.weight.detach().abs() for n, m in hinet.named_modules() if isinstance(m, P.PRUNABLE_TYPES)}
+    kept_ours = sum(int(m.sum()) for m in ours.values())
+    assert kept_ours == sum(int(m.sum()) for m in theirs.values())
+    pruned_max = max(float(weights[k][~ours[k]].max()) for k in ours if (~ours[k]).any())
     for k in ours:
-        assert torch.equal(ours[k], theirs[k]), k
+        differ = ours[k] != theirs[k]
+        assert torch.all(weights[k][differ] == pruned_max), k
 
 
 def test_l1_uniform_equals_torch_l1_unstructured(hinet):
