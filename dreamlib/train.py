@@ -263,12 +263,16 @@ def _lr_lambda(steps: int, warmup: int, min_ratio: float):
 
 
 def _rng_states() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy_global": np.random.get_state()}
+    # Plain values and tensors only, so the state file loads with weights_only=True.
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy_global": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)]}
 
 
 def _set_rng_states(st: dict) -> None:
     torch.set_rng_state(st["torch"])
-    np.random.set_state(st["numpy_global"])
+    name, keys, pos, has_gauss, cached = st["numpy_global"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
 
 
 def _hardware() -> str:
@@ -423,7 +427,7 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
         if not state_path.is_file():
             raise FileNotFoundError(f"--resume: no training state at {state_path}; run without --resume to start, "
                                     "or pass the state file with --state")
-        st = torch.load(state_path, map_location="cpu", weights_only=False)  # our own file (RNG states are not tensors)
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
         if st.get("format") != _STATE_FORMAT:
             raise ValueError(f"{state_path} is not a dreamlib training state")
         if st["config"] != config:
