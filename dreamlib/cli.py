@@ -4,6 +4,7 @@ Commands:
   demo            the main job on the shipped defaults (writes results/demo/)
   make-benchmark  write the synthetic benchmark in the real datasets' layouts
   rain-table      measure each rain kind's rainy-input PSNR/SSIM on the sample images
+  prune-table     every pruning method at the paper's FLOPs ratio, evaluated before fine-tuning
   train-teacher   train a small deraining teacher on synthetic rain (checkpoints, --resume)
   info            versions, device and quick mode
 """
@@ -137,6 +138,16 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_prune_table(args) -> int:
+    from .experiments.before_finetune import before_finetune_table
+
+    for name in args.model:
+        comp = before_finetune_table(name, out_dir=args.out, seed=args.seed, progress=not args.no_progress)
+        print(f"\n{name}: pruned to the paper's FLOPs ratio, before fine-tuning (basicsr PSNR / SSIM)")
+        print(comp.markdown())
+    return 0
+
+
 def cmd_info(args) -> int:
     import platform
 
@@ -174,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_rain_table)
 
     from .train import add_parser as _add_train; _add_train(sub)  # noqa: E702
+
+    t = sub.add_parser("prune-table", help="l1/ERK/LAMP/adaptive at the paper's FLOPs, before fine-tuning")
+    t.add_argument("--model", nargs="+", default=["hinet", "mprnet"], choices=["hinet", "mprnet", "durn", "agan"])
+    t.add_argument("--out", type=Path, default=None, help="default: results/prune_before_finetune")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_prune_table)
 
     i = sub.add_parser("info", help="versions, device, quick mode")
     i.set_defaults(func=cmd_info)

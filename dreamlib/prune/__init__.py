@@ -39,7 +39,7 @@ from .compare import PAPER_FLOPS, Comparison, compare_methods, paper_ratio, pape
 from .erk import erk_densities
 from .io import finalized_state_dict, load_pruned, save_pruned, storage_size
 from .lamp import lamp_scores
-from .masks import (PRUNABLE_TYPES, finalize, global_sparsity, layer_sparsity, masks, prunable_layers,
+from .masks import (PRUNABLE_TYPES, copy_model, finalize, global_sparsity, layer_sparsity, masks, prunable_layers,
                     remove_identity_masks)
 from .probe import Probe
 from .report import PruneReport
@@ -50,7 +50,7 @@ __all__ = [
     "METHODS", "BASELINES", "allocate", "prune", "apply_counts", "make_allocator", "PruneReport",
     "prune_adaptive", "sweep", "Sweep", "DEFAULT_TP", "DEFAULT_EPS", "Probe",
     "sensitivity_map", "plot_sensitivity",
-    "finalize", "masks", "layer_sparsity", "global_sparsity", "prunable_layers", "remove_identity_masks",
+    "finalize", "copy_model", "masks", "layer_sparsity", "global_sparsity", "prunable_layers", "remove_identity_masks",
     "PRUNABLE_TYPES", "save_pruned", "load_pruned", "storage_size", "finalized_state_dict",
     "PAPER_FLOPS", "paper_ratio", "paper_target_macs", "compare_methods", "Comparison", "plot_layer_sparsity",
     "erk_densities", "lamp_scores", "MacsModel", "bisect_target",

@@ -1,7 +1,6 @@
 """The two entry points: :func:`allocate` (per-layer sparsities) and :func:`prune` (a pruned copy + report)."""
 from __future__ import annotations
 
-import copy
 import time
 
 from torch import nn
@@ -10,7 +9,7 @@ from ..flops import count_macs, count_params
 from .erk import ERK
 from .l1 import GlobalL1, UniformL1
 from .lamp import LAMP
-from .masks import get_mask, l1_mask, prunable_layers, set_mask
+from .masks import copy_model, get_mask, l1_mask, prunable_layers, set_mask
 from .report import PruneReport, build_report
 from .search import MacsModel, bisect_target
 
@@ -118,7 +117,7 @@ def prune(model: nn.Module, method: str, *, sparsity: float | None = None, targe
     counts = alloc.counts(sparsity_knob)
     predicted = macs_of(counts)
 
-    pruned = copy.deepcopy(model)
+    pruned = copy_model(model)
     apply_counts(pruned, dict(zip(alloc.names, (int(c) for c in counts))), exclude)
     search = {"knob": "sparsity", "value": sparsity_knob, "steps": steps, "hit": hit,
               "trace": [[float(x), int(v)] for x, v in trace], "seconds": time.perf_counter() - t0,

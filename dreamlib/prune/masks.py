@@ -35,7 +35,7 @@ PRUNABLE_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 __all__ = [
     "PRUNABLE_TYPES", "Layer", "prunable_layers", "layers_in", "has_mask", "set_mask", "get_mask",
     "l1_mask", "masks", "apply_masks", "remove_identity_masks", "finalize", "layer_sparsity",
-    "global_sparsity", "effective_weight",
+    "global_sparsity", "effective_weight", "copy_model",
 ]
 
 
@@ -129,6 +129,8 @@ def _set_module_mask(m: nn.Module, mask: torch.Tensor) -> None:
             m.weight = m.weight_mask * m.weight_orig
     else:
         tprune.custom_from_mask(m, "weight", mask)
+        with torch.no_grad():  # a leaf until the next forward, so the model can be deep-copied
+            m.weight = m.weight_mask * m.weight_orig
 
 
 def set_mask(layer: Layer, mask: torch.Tensor) -> None:
@@ -183,6 +185,22 @@ def remove_identity_masks(model: nn.Module) -> int:
             tprune.remove(m, "weight")
             dropped += 1
     return dropped
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy`` that also works on a masked model.
+
+    After a forward with gradients on, a masked layer's ``weight`` is the non-leaf
+    product ``weight_mask * weight_orig``, which ``deepcopy`` refuses to copy; it is
+    recomputed without autograd first (the next forward recomputes it anyway).
+    """
+    import copy
+
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, PRUNABLE_TYPES) and has_mask(m):
+                m.weight = m.weight_mask * m.weight_orig
+    return copy.deepcopy(model)
 
 
 def finalize(model: nn.Module) -> nn.Module:

@@ -9,7 +9,6 @@ and cached, so no copy or hook registration happens per trial.
 """
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ from torch import nn
 
 from ..metrics import psnr_torch
 from .l1 import GlobalL1
-from .masks import get_mask, l1_mask, layers_in, prunable_layers, set_mask
+from .masks import copy_model, get_mask, l1_mask, layers_in, prunable_layers, set_mask
 
 WITHIN = ("layer", "module")
 
@@ -85,7 +84,7 @@ class Probe:
                 self.teacher_out = forward(teacher, self.X).detach()
         finally:
             teacher.train(was_training)
-        self.student = copy.deepcopy(teacher).eval()
+        self.student = copy_model(teacher).eval()
         self.modules = resolve_modules(self.student, modules)
         all_layers = prunable_layers(self.student, exclude)
         self.groups = layers_in(all_layers, self.modules)

@@ -1,0 +1,322 @@
+"""One-stage dreaming and distillation (paper Sec. 3.2 Eq. 6 and Sec. 3.4 Eq. 7).
+
+The pruned student S learns from the teacher T on images dreamed *while* it
+learns. Every step:
+
+1. one teacher forward on the current dreamed batch x (``Dreamer.step``): its loss
+   L_inv + lambda_orth * L_orth updates x (Adam, lr 5e-2);
+2. that same forward's output T(x), detached, is the distillation target: the
+   student is updated on the same input with
+
+       L_KD = lambda_KD * | T(x) - S(x) |_1                                (Eq. 6)
+
+   (Adam, lr 1e-4). The teacher never runs twice per step.
+
+A batch starts from uniform noise with fresh clean targets every
+``reinit_every`` steps (default 600: the paper's 3 epochs x 600 iterations
+are read as 3 batches, each dreamed for 600 iterations while the student
+learns from every intermediate x). Pruned weights stay zero: the student's
+masks are ``torch.nn.utils.prune`` masks, gradients only reach ``weight_orig``.
+
+>>> from dreamlib.distill import DistillConfig, distill
+>>> student, log = distill(teacher, pruned, DistillConfig(steps=300, batch_size=8, crop=64))
+
+Ablation and Fig. 1 switches (:class:`DistillConfig`):
+
+- ``source="dream"`` (default) the paper's method; ``"noise"``: the student learns
+  on fresh uniform noise (undreamed); ``"self"``: on "self-collected" rainy images
+  of one kind (``self_kind``, e.g. ``light``) made from the clean targets, with
+  the teacher's outputs as pseudo-labels;
+- ``lambda_orth=0``: no L_orth; ``kd=False``: dream only (the student is not
+  updated; for the Fig. 6 "+AP" bar, and to time the dreaming alone).
+
+Long runs write the whole state (student, its optimiser, the dreamed batch and
+its optimiser, RNG states, log) atomically every ``checkpoint_every`` steps;
+``resume=True`` continues exactly, and refuses a state made with another
+configuration.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import settings
+from .dream import Dreamer, batch_psnr, frozen, make_targets
+from .io import atomic_torch_save
+from .models import restore
+
+__all__ = ["DistillConfig", "DreamDistiller", "distill", "ResumeMismatchError", "SOURCES"]
+
+#: Where the student's training inputs come from.
+SOURCES = ("dream", "noise", "self")
+_STATE_FORMAT = "dreamlib-distill-state-1"
+
+
+class ResumeMismatchError(ValueError):
+    """``resume=True`` with a configuration different from the saved state's."""
+
+
+@dataclass
+class DistillConfig:
+    """Settings of :func:`distill` (paper defaults; quick mode shrinks steps, batch and crop).
+
+    Attributes:
+        steps: total iterations (paper: 3 x 600).
+        reinit_every: new noise and new clean targets every N steps.
+        batch_size, crop: dreamed batch B x 3 x crop x crop (paper: 20, 256).
+        lr_x, lambda_orth, orth_schedule: the dreaming (see :class:`dreamlib.dream.Dreamer`);
+            ``orth_schedule="cosine"`` anneals lambda_orth within each batch.
+        lr_student, lambda_kd: the student's Adam rate and the L_KD weight (paper: 1e-4, 1.0).
+        kd: update the student (False: dream only).
+        source: ``dream``, ``noise`` or ``self`` (see the module docstring).
+        self_kind: rain kind of the self-collected data.
+        seed: targets, noise and priors all derive from it.
+        amp: CUDA automatic mixed precision for the student (ignored on CPU).
+    """
+
+    steps: int = 1800
+    reinit_every: int = 600
+    batch_size: int = 20
+    crop: int = 256
+    lr_x: float = 5e-2
+    lambda_orth: float = 0.05
+    orth_schedule: str | None = None
+    lr_student: float = 1e-4
+    lambda_kd: float = 1.0
+    kd: bool = True
+    source: str = "dream"
+    self_kind: str = "light"
+    seed: int = 0
+    amp: bool = False
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
+        if self.steps < 1 or self.reinit_every < 1 or self.batch_size < 1:
+            raise ValueError("steps, reinit_every and batch_size must be positive")
+        if self.source == "self":
+            from .data.rain import RAIN_TYPES
+
+            if self.self_kind not in RAIN_TYPES:
+                raise ValueError(f"unknown self_kind {self.self_kind!r}; choose one of {', '.join(RAIN_TYPES)}")
+
+    @classmethod
+    def quick(cls, **overrides) -> "DistillConfig":
+        """Paper settings in full mode; small ones (60 steps, 4 x 64 px) in quick mode."""
+        base = {} if not settings.QUICK else dict(steps=60, reinit_every=30, batch_size=4, crop=64)
+        return cls(**{**base, **overrides})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class DistillStep:
+    """What one :meth:`DreamDistiller.step` did (floats; NaN where a term is off)."""
+
+    step: int
+    l_kd: float
+    l_inv: float
+    l_orth: float
+    psnr_teacher: float  # T(x) vs the clean targets (dream source only), dB
+    psnr_student: float  # S(x) vs T(x) before the update, dB
+
+
+class DreamDistiller:
+    """The one-stage loop as an object: call :meth:`step` (or use :func:`distill`).
+
+    Args:
+        teacher: frozen inside each step, never updated.
+        student: the pruned copy (masks from :mod:`dreamlib.prune`); trained in place.
+        config: :class:`DistillConfig`.
+        images: ``{name: (H,W,3) array}`` clean pictures for the targets (default: the
+            dream-role samples).
+    """
+
+    def __init__(self, teacher: nn.Module, student: nn.Module, config: DistillConfig, images: dict | None = None):
+        self.teacher, self.student, self.cfg = teacher, student, config
+        self.device = next(student.parameters()).device
+        self.images = images
+        self.optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=config.lr_student)
+        self.gen = torch.Generator().manual_seed(config.seed)
+        self.t = 0
+        self.dreamer: Dreamer | None = None
+        self.batch = None  # current input batch for the noise / self sources
+        self.targets = None
+        self.use_amp = bool(config.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
+
+    # ---------------------------------------------------------------- batches
+    def _new_batch(self) -> None:
+        """Fresh clean targets and, for dreaming, a fresh Dreamer starting from noise."""
+        cfg, k = self.cfg, self.t // self.cfg.reinit_every
+        self.targets = make_targets(cfg.batch_size, cfg.crop, seed=cfg.seed * 1009 + k, images=self.images)
+        self.targets = self.targets.to(self.device)
+        if cfg.source == "dream":
+            self.dreamer = Dreamer(self.teacher, self.targets, lr=cfg.lr_x, lambda_orth=cfg.lambda_orth,
+                                   orth_schedule=cfg.orth_schedule, total_steps=cfg.reinit_every,
+                                   seed=cfg.seed * 7919 + k, device=self.device)
+        elif cfg.source == "self":
+            from .data.rain import synthesize
+
+            clean = self.targets.permute(0, 2, 3, 1).cpu().numpy()
+            rainy = [synthesize(c, cfg.self_kind, seed=cfg.seed * 7919 + k * 131 + i) for i, c in enumerate(clean)]
+            self.batch = torch.from_numpy(np.stack(rainy)).permute(0, 3, 1, 2).float().to(self.device)
+
+    def _inputs(self):
+        """(student input, teacher output, dreaming record or None) for this step: one teacher forward."""
+        if self.cfg.source == "dream":
+            rec = self.dreamer.step()
+            return rec.teacher_in, rec.teacher_out, rec
+        if self.cfg.source == "noise":  # undreamed: new noise every step
+            x = torch.rand(self.targets.shape, generator=self.gen).to(self.device)
+        else:
+            x = self.batch
+        with torch.no_grad(), frozen(self.teacher):
+            return x, restore(self.teacher, x), None
+
+    # ---------------------------------------------------------------- one step
+    def step(self) -> DistillStep:
+        if self.t % self.cfg.reinit_every == 0 or self.targets is None:
+            self._new_batch()
+        x, t_out, rec = self._inputs()
+        l_kd, psnr_s = float("nan"), float("nan")
+        if self.cfg.kd:
+            self.student.train()
+            with torch.autocast("cuda", enabled=self.use_amp):
+                s_out = restore(self.student, x.detach())
+                loss = self.cfg.lambda_kd * F.l1_loss(s_out.float(), t_out.detach())
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.optimizer.step()
+            l_kd, psnr_s = float(loss.detach()), batch_psnr(s_out.detach().float(), t_out)
+        out = DistillStep(step=self.t, l_kd=l_kd, l_inv=rec.l_inv if rec else float("nan"),
+                          l_orth=rec.l_orth if rec else float("nan"), psnr_teacher=rec.psnr if rec else float("nan"),
+                          psnr_student=psnr_s)
+        self.t += 1
+        return out
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        d = self.dreamer
+        return {
+            "format": _STATE_FORMAT, "config": self.cfg.to_dict(), "t": self.t,
+            "student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "gen": self.gen.get_state(), "targets": self.targets, "batch": self.batch,
+            "dreamer": None if d is None else {"z": d.z.detach(), "optimizer": d.optimizer.state_dict(),
+                                               "gen": d.gen.get_state(), "t": d.t},
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+        }
+
+    def load_state_dict(self, st: dict) -> None:
+        if st.get("format") != _STATE_FORMAT:
+            raise ValueError(f"not a dreamlib distillation state (format {st.get('format')!r})")
+        diff = {k: (v, self.cfg.to_dict().get(k)) for k, v in st["config"].items() if self.cfg.to_dict().get(k) != v}
+        if diff:
+            raise ResumeMismatchError("the saved state was made with another configuration: " +
+                                      ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items()) +
+                                      "; use the same settings or start afresh (resume=False)")
+        self.student.load_state_dict(st["student"])
+        self.optimizer.load_state_dict(st["optimizer"])
+        self.gen.set_state(st["gen"])
+        self.t = st["t"]
+        self.targets = None if st["targets"] is None else st["targets"].to(self.device)
+        self.batch = None if st["batch"] is None else st["batch"].to(self.device)
+        if st["dreamer"] is not None:
+            k = (self.t - 1) // self.cfg.reinit_every
+            self.dreamer = Dreamer(self.teacher, self.targets, lr=self.cfg.lr_x, lambda_orth=self.cfg.lambda_orth,
+                                   orth_schedule=self.cfg.orth_schedule, total_steps=self.cfg.reinit_every,
+                                   seed=self.cfg.seed * 7919 + k, device=self.device)
+            with torch.no_grad():
+                self.dreamer.z.copy_(st["dreamer"]["z"])
+            self.dreamer.optimizer.load_state_dict(st["dreamer"]["optimizer"])
+            self.dreamer.gen.set_state(st["dreamer"]["gen"])
+            self.dreamer.t = st["dreamer"]["t"]
+        if self.scaler and st.get("scaler"):
+            self.scaler.load_state_dict(st["scaler"])
+
+
+@dataclass
+class DistillLog:
+    """Per-step lists (``step, l_kd, l_inv, l_orth, psnr_teacher, psnr_student``), wall time, evaluations."""
+
+    rows: dict = field(default_factory=lambda: {k: [] for k in ("step", "l_kd", "l_inv", "l_orth",
+                                                                  "psnr_teacher", "psnr_student")})
+    seconds: float = 0.0
+    evaluations: list = field(default_factory=list)  # [(step, eval_fn result)]
+
+    def add(self, rec: DistillStep) -> None:
+        for k in self.rows:
+            self.rows[k].append(getattr(rec, k))
+
+
+def distill(teacher: nn.Module, student: nn.Module, config: DistillConfig | None = None, *, images: dict | None = None,
+            state_path=None, checkpoint_every: int = 100, resume: bool = False, stop_at: int | None = None,
+            eval_fn=None, eval_every: int = 0, callback=None, progress: bool = True):
+    """Run the one-stage loop for ``config.steps`` steps; returns ``(student, DistillLog)``.
+
+    Args:
+        state_path: where the training state is written every ``checkpoint_every`` steps
+            (atomically) and at the end; ``None`` = no checkpoints.
+        resume: continue from ``state_path`` (same configuration required).
+        stop_at: stop after this step (the state is written; resume later).
+        eval_fn: ``eval_fn(student) -> dict`` called every ``eval_every`` steps and at
+            the end (e.g. PSNR on a validation set; never the test set you report).
+        callback: ``callback(step_record, distiller)`` after every step (live plots).
+    """
+    from tqdm.auto import tqdm
+
+    cfg = config or DistillConfig.quick()
+    runner = DreamDistiller(teacher, student, cfg, images)
+    log = DistillLog()
+    state_path = Path(state_path) if state_path else None
+    if resume:
+        if state_path is None or not state_path.is_file():
+            raise FileNotFoundError(f"resume=True but there is no state at {state_path}")
+        st = torch.load(state_path, map_location=runner.device, weights_only=True)
+        runner.load_state_dict(st)
+        log.rows = st["log"]
+        log.seconds = st["seconds"]
+        log.evaluations = [tuple(e) for e in st["evaluations"]]
+
+    def save():
+        if state_path is not None:
+            atomic_torch_save({**runner.state_dict(), "log": log.rows, "seconds": log.seconds,
+                               "evaluations": [list(e) for e in log.evaluations]}, state_path)
+
+    end = min(cfg.steps, stop_at) if stop_at else cfg.steps
+    bar = tqdm(total=cfg.steps, initial=runner.t, desc="dream+distill", disable=not progress)
+    t0 = time.perf_counter() - log.seconds
+    try:
+        while runner.t < end:
+            rec = runner.step()
+            log.add(rec)
+            log.seconds = time.perf_counter() - t0
+            bar.update()
+            bar.set_postfix(L_KD=f"{rec.l_kd:.4f}", L_inv=f"{rec.l_inv:.4f}", T_psnr=f"{rec.psnr_teacher:.1f}",
+                            S_psnr=f"{rec.psnr_student:.1f}")
+            if callback is not None:
+                callback(rec, runner)
+            if eval_fn is not None and eval_every and runner.t % eval_every == 0:
+                log.evaluations.append((runner.t, eval_fn(student)))
+            if checkpoint_every and runner.t % checkpoint_every == 0:
+                save()
+    finally:
+        bar.close()
+    if eval_fn is not None and (not log.evaluations or log.evaluations[-1][0] != runner.t):
+        log.evaluations.append((runner.t, eval_fn(student)))
+    save()
+    student.eval()
+    return student, log
