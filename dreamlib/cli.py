@@ -5,6 +5,7 @@ Commands:
   make-benchmark  write the synthetic benchmark in the real datasets' layouts
   rain-table      measure each rain kind's rainy-input PSNR/SSIM on the sample images
   prune-table     every pruning method at the paper's FLOPs ratio, evaluated before fine-tuning
+  reproduce       the paper's Table 1 / Table 2 protocol: prune, dream+distill, evaluate
   train-teacher   train a small deraining teacher on synthetic rain (checkpoints, --resume)
   info            versions, device and quick mode
 """
@@ -148,6 +149,29 @@ def cmd_prune_table(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from .experiments.tables import TABLE_MODELS, load_config, run_table
+
+    overrides = {"convention": args.convention} if args.convention else {}
+    cfg = load_config(args.config, **overrides)
+    if args.table in ("ablation", "selfdata"):
+        from .experiments import ablation as A
+
+        for name in args.model or ["hinet"]:
+            fn = A.ablation if args.table == "ablation" else A.selfdata
+            result = fn(name, config=cfg, progress=not args.no_progress)
+            md = A.write(result, args.out or settings.REPO_ROOT / "results" / f"{args.table}_small")
+            print(md.read_text())
+        return 0
+    for name in args.model or TABLE_MODELS[args.table]:
+        payload = run_table(args.table, name, variant=args.variant, config=cfg, checkpoint=args.checkpoint,
+                            data_root=args.data_root, target_gflops=args.target_gflops, out_dir=args.out,
+                            resume=args.resume, progress=not args.no_progress)
+        from .experiments.tables import markdown
+        print(markdown(payload))
+    return 0
+
+
 def cmd_info(args) -> int:
     import platform
 
@@ -192,6 +216,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_prune_table)
+
+    rp = sub.add_parser("reproduce", help="the paper's Table 1 / Table 2 protocol (prune, dream+distill, evaluate)")
+    rp.add_argument("table", choices=["table1", "table2", "ablation", "selfdata"],
+                    help="table1/table2: the paper's tables; ablation: Fig. 6; selfdata: Fig. 1")
+    rp.add_argument("--model", nargs="+", default=None, help="default: the table's two models")
+    rp.add_argument("--variant", default="small", help="small (shipped teachers) or official (with --checkpoint)")
+    rp.add_argument("--config", type=Path, default=None,
+                    help="YAML (configs/small_cpu.yaml, paper.yaml, quick.yaml); default: built-in small-CPU "
+                         "settings, or configs/quick.yaml in quick mode")
+    rp.add_argument("--checkpoint", type=Path, default=None, help="official or dreamlib weights for --model")
+    rp.add_argument("--data-root", type=Path, default=None, help="real Rain13k / RainDrop test folders")
+    rp.add_argument("--target-gflops", type=float, default=None, help="default: the paper's FLOPs ratio")
+    rp.add_argument("--convention", default=None, choices=["basicsr", "matlab", "opencv"])
+    rp.add_argument("--out", type=Path, default=None, help="default: results/<table>_<variant>")
+    rp.add_argument("--resume", action="store_true", help="continue an interrupted distillation")
+    rp.add_argument("--no-progress", action="store_true")
+    rp.set_defaults(func=cmd_reproduce)
 
     i = sub.add_parser("info", help="versions, device, quick mode")
     i.set_defaults(func=cmd_info)

@@ -40,10 +40,7 @@ def before_finetune_table(name: str, *, out_dir=None, dream_batch: int | None = 
     images after 150 steps (quick mode: 4 images, 30 steps); the full benchmark
     (quick mode: the quick one).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: a notebook's inline backend stays as it is
 
     from ..data.benchmark import benchmark_sets
     from ..dream import dream, make_targets
@@ -80,10 +77,10 @@ def before_finetune_table(name: str, *, out_dir=None, dream_batch: int | None = 
         "layers": json.loads(comp.layers.to_json(orient="records")),
         "reports": {m: r.to_card() for m, r in comp.reports.items()},
     })
-    ax = plot_layer_sparsity(comp.layers)
+    n_layers = comp.layers["layer"].nunique()
+    ax = plot_layer_sparsity(comp.layers, ax=Figure(figsize=(max(8, 0.25 * n_layers + 2), 4)).subplots())
     ax.set_title(f"{name}: per-layer sparsity of each method at {target / 1e9:.3f} G-MACs")
     ax.figure.savefig(out_dir / f"{name}_layers.png", dpi=90)
-    plt.close(ax.figure)
     return comp
 
 

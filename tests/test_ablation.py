@@ -1,0 +1,43 @@
+"""Fig. 6 / Fig. 1 runners on a tiny configuration: rows, budgets, files."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dreamlib.experiments import ablation as A
+from dreamlib.experiments.tables import CONFIG_DIR, load_config
+from dreamlib.teachers import teacher_path
+
+pytestmark = pytest.mark.skipif(not teacher_path("hinet").is_file(), reason="hinet teacher not shipped")
+
+
+def tiny():
+    return load_config(CONFIG_DIR / "quick.yaml", dream_x={"batch_size": 2, "steps": 2}, adaptive={"eps": 0.2},
+                       distill={"steps": 2, "reinit_every": 2, "batch_size": 2}, eval_limit=1)
+
+
+@pytest.fixture(scope="module")
+def sets():
+    from dreamlib.data.benchmark import benchmark_sets
+    s = benchmark_sets(family="SynRain13k")
+    return {k: s[k] for k in ("Rain100H", "Rain100L")}
+
+
+def test_ablation_rows_and_files(tmp_path, sets):
+    r = A.ablation("hinet", config=tiny(), sets=sets, device="cpu", progress=False)
+    assert list(r["rows"]) == list(A.ABLATION_STEPS) + ["original"]
+    assert set(r["rows"]["l1"]) == {"Rain100H", "Rain100L", "average"}
+    md = A.write(r, tmp_path)
+    assert "| +AP +KD +L_orth |" in md.read_text()
+    assert json.loads((tmp_path / "fig6_ablation_hinet.json").read_text())["config"] == tiny()
+    assert (tmp_path / "fig6_ablation_hinet.png").stat().st_size > 1000
+
+
+def test_selfdata_sources(sets):
+    r = A.selfdata("hinet", config=tiny(), sets=sets, device="cpu", progress=False)
+    labels = list(r["rows"])
+    assert labels[:2] == ["original", "l1 30 % (no fine-tuning)"]
+    assert [l.split("on ", 1)[1] for l in labels[2:]] == list(A.SELFDATA_SOURCES)
+    # the same distillation budget for every source, and fine-tuning changed the model
+    assert all(r["rows"][l] != r["rows"][labels[1]] for l in labels[2:])
