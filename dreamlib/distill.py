@@ -160,15 +160,20 @@ class DreamDistiller:
         self.targets = make_targets(cfg.batch_size, cfg.crop, seed=cfg.seed * 1009 + k, images=self.images)
         self.targets = self.targets.to(self.device)
         if cfg.source == "dream":
-            self.dreamer = Dreamer(self.teacher, self.targets, lr=cfg.lr_x, lambda_orth=cfg.lambda_orth,
-                                   orth_schedule=cfg.orth_schedule, total_steps=cfg.reinit_every,
-                                   seed=cfg.seed * 7919 + k, device=self.device)
+            self.dreamer = self._make_dreamer(k)
         elif cfg.source == "self":
             from .data.rain import synthesize
 
             clean = self.targets.permute(0, 2, 3, 1).cpu().numpy()
             rainy = [synthesize(c, cfg.self_kind, seed=cfg.seed * 7919 + k * 131 + i) for i, c in enumerate(clean)]
             self.batch = torch.from_numpy(np.stack(rainy)).permute(0, 3, 1, 2).float().to(self.device)
+
+    def _make_dreamer(self, k: int) -> Dreamer:
+        """The Dreamer of batch ``k`` (its noise and priors seeded from the config seed and k)."""
+        cfg = self.cfg
+        return Dreamer(self.teacher, self.targets, lr=cfg.lr_x, lambda_orth=cfg.lambda_orth,
+                       orth_schedule=cfg.orth_schedule, total_steps=cfg.reinit_every,
+                       seed=cfg.seed * 7919 + k, device=self.device)
 
     def _inputs(self):
         """(student input, teacher output, dreaming record or None) for this step: one teacher forward."""
@@ -235,10 +240,7 @@ class DreamDistiller:
         self.targets = None if st["targets"] is None else st["targets"].to(self.device)
         self.batch = None if st["batch"] is None else st["batch"].to(self.device)
         if st["dreamer"] is not None:
-            k = (self.t - 1) // self.cfg.reinit_every
-            self.dreamer = Dreamer(self.teacher, self.targets, lr=self.cfg.lr_x, lambda_orth=self.cfg.lambda_orth,
-                                   orth_schedule=self.cfg.orth_schedule, total_steps=self.cfg.reinit_every,
-                                   seed=self.cfg.seed * 7919 + k, device=self.device)
+            self.dreamer = self._make_dreamer((self.t - 1) // self.cfg.reinit_every)
             with torch.no_grad():
                 self.dreamer.z.copy_(st["dreamer"]["z"])
             self.dreamer.optimizer.load_state_dict(st["dreamer"]["optimizer"])

@@ -35,14 +35,14 @@ SELFDATA_SOURCES = {"self-collected (light rain only)": "self", "noise (undreame
 def _setup(name, config, device, sets):
     from ..data.benchmark import benchmark_sets
     from ..teachers import load_teacher
-    from .tables import FAMILY, load_config
+    from ..train import EVAL_FAMILY
+    from .tables import load_config
 
     cfg = config or load_config()
     settings.seed_everything(cfg["seed"])
     device = torch.device(device) if device else settings.pick_device()
     teacher = load_teacher(name, device=device)
-    family = FAMILY["table1"] if name in ("hinet", "mprnet") else FAMILY["table2"]
-    return cfg, teacher, sets if sets is not None else benchmark_sets(family=family)
+    return cfg, teacher, sets if sets is not None else benchmark_sets(family=EVAL_FAMILY[name])
 
 
 def _evaluate(model, sets, cfg, progress):

@@ -27,8 +27,7 @@ from ..io import atomic_write_json, atomic_write_text
 
 __all__ = ["before_finetune_table"]
 
-#: Benchmark family each teacher is evaluated on.
-FAMILY = {"hinet": "SynRain13k", "mprnet": "SynRain13k", "durn": "SynRainDrop", "agan": "SynRainDrop"}
+from ..train import EVAL_FAMILY as FAMILY  # benchmark family each teacher is evaluated on
 
 
 def before_finetune_table(name: str, *, out_dir=None, dream_batch: int | None = None, dream_crop: int | None = None,

@@ -40,7 +40,6 @@ __all__ = ["PAPER_TABLES", "DEFAULT_CONFIG", "load_config", "run_table", "TABLE_
 
 #: Which models each table covers and the benchmark family they are evaluated on.
 TABLE_MODELS = {"table1": ("hinet", "mprnet"), "table2": ("durn", "agan")}
-FAMILY = {"table1": "SynRain13k", "table2": "SynRainDrop"}
 
 #: The paper's Tables 1-2 (PSNR on Y / SSIM), for reference next to ours.
 PAPER_TABLES = {
@@ -147,6 +146,7 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
     from ..evaluate import evaluate
     from ..flops import count_macs
     from ..prune import compare_methods, paper_target_macs
+    from ..train import EVAL_FAMILY
 
     if table not in TABLE_MODELS:
         raise ValueError(f"unknown table {table!r}; choose table1 or table2")
@@ -161,7 +161,7 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
     t_all = time.perf_counter()
 
     teacher = _teacher(name, variant, checkpoint, device)
-    sets = (open_sets(data_root) if data_root else benchmark_sets(family=FAMILY[table]))
+    sets = (open_sets(data_root) if data_root else benchmark_sets(family=EVAL_FAMILY[name]))
     set_names = list(sets)
     dense = count_macs(teacher)
     target = int(round(target_gflops * 1e9)) if target_gflops else paper_target_macs(teacher, name)
@@ -197,7 +197,7 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
 
     payload = {
         "table": table, "model": name, "variant": variant, "checkpoint": str(checkpoint) if checkpoint else None,
-        "data": str(data_root) if data_root else f"synthetic benchmark ({FAMILY[table]}, "
+        "data": str(data_root) if data_root else f"synthetic benchmark ({EVAL_FAMILY[name]}, "
                                                   f"{'quick' if settings.QUICK else 'full'})",
         "convention": cfg["convention"], "target_macs": target, "teacher_macs": dense, "config": cfg,
         "seed": cfg["seed"], "dreamlib": __version__, "torch": torch.__version__, "device": str(device),
