@@ -165,14 +165,22 @@ def cmd_reproduce(args) -> int:
     from .experiments.tables import TABLE_MODELS, load_config, run_table
 
     overrides = {"convention": args.convention} if args.convention else {}
+    if args.distill_from:
+        overrides["distill_from"] = args.distill_from
     cfg = load_config(args.config, **overrides)
     if args.table in ("ablation", "selfdata"):
         from .experiments import ablation as A
 
+        if args.from_table and args.table != "ablation":
+            raise SystemExit("--from-table only applies to `reproduce ablation`")
+        out = args.out or settings.REPO_ROOT / "results" / f"{args.table}_small"
         for name in args.model or ["hinet"]:
-            fn = A.ablation if args.table == "ablation" else A.selfdata
-            result = fn(name, config=cfg, progress=not args.no_progress)
-            md = A.write(result, args.out or settings.REPO_ROOT / "results" / f"{args.table}_small")
+            kw = dict(config=cfg, progress=not args.no_progress, state_dir=out, resume=args.resume)
+            if args.table == "ablation":
+                result = A.ablation(name, from_table=args.from_table, **kw)
+            else:
+                result = A.selfdata(name, **kw)
+            md = A.write(result, out)
             print(md.read_text())
         return 0
     for name in args.model or TABLE_MODELS[args.table]:
@@ -243,7 +251,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--target-gflops", type=float, default=None, help="default: the paper's FLOPs ratio")
     rp.add_argument("--convention", default=None, choices=["basicsr", "matlab", "opencv"])
     rp.add_argument("--out", type=Path, default=None, help="default: results/<table>_<variant>")
-    rp.add_argument("--resume", action="store_true", help="continue an interrupted distillation")
+    rp.add_argument("--resume", action="store_true", help="continue interrupted distillations from their state files")
+    rp.add_argument("--distill-from", nargs="+", default=None, metavar="METHOD",
+                    help="table1/2: pruned students to distill by dreaming (default: adaptive; "
+                         "e.g. adaptive lamp)")
+    rp.add_argument("--from-table", type=Path, default=None,
+                    help="ablation: reuse the l1 / adaptive / full-method rows of a finished table1_<model>.json "
+                         "made with the same config (only the no-L_orth student is distilled)")
     rp.add_argument("--no-progress", action="store_true")
     rp.set_defaults(func=cmd_reproduce)
 

@@ -41,3 +41,33 @@ def test_selfdata_sources(sets):
     assert [l.split("on ", 1)[1] for l in labels[2:]] == list(A.SELFDATA_SOURCES)
     # the same distillation budget for every source, and fine-tuning changed the model
     assert all(r["rows"][l] != r["rows"][labels[1]] for l in labels[2:])
+
+
+def _fake_table(cfg, value):
+    row = {"gmacs": 1.0, "fine_tuned": False}
+    for s in ("Rain100H", "Rain100L", "average"):
+        row[f"{s}/psnr"], row[f"{s}/ssim"] = value, 0.5
+    labels = ["original", "l1-uniform", "adaptive (before distillation)", "ours: adaptive + dream-distill"]
+    return {"config": cfg, "rows": {label: dict(row) for label in labels}}
+
+
+def test_ablation_reuses_a_table_made_with_the_same_settings(tmp_path, sets):
+    cfg = tiny()
+    r = A.ablation("hinet", config=cfg, sets=sets, device="cpu", progress=False, state_dir=tmp_path,
+                   from_table=_fake_table(cfg, 11.0))
+    for step in ("l1", "+AP", "+AP +KD +L_orth", "original"):
+        assert r["rows"][step]["Rain100L"] == {"psnr": 11.0, "ssim": 0.5}, step
+    # only the no-L_orth student was distilled (and evaluated for real), with a resumable state
+    assert r["rows"]["+AP +KD"]["Rain100L"]["psnr"] > 20
+    assert r["reused_from_table"] == sorted(["l1", "+AP", "+AP +KD +L_orth", "original"])
+    assert (tmp_path / "fig6_hinet_lorth0.distill-state.pt").is_file()
+    again = A.ablation("hinet", config=cfg, sets=sets, device="cpu", progress=False, state_dir=tmp_path,
+                       resume=True, from_table=_fake_table(cfg, 11.0))
+    assert again["rows"]["+AP +KD"] == r["rows"]["+AP +KD"]  # the finished state was picked up
+
+
+def test_ablation_refuses_a_table_with_other_settings(sets):
+    other = load_config(CONFIG_DIR / "quick.yaml")
+    with pytest.raises(ValueError, match="other settings for .*distill"):
+        A.ablation("hinet", config=tiny(), sets=sets, device="cpu", progress=False,
+                   from_table=_fake_table(other, 11.0))

@@ -60,3 +60,21 @@ def test_tiny_run_writes_the_paper_layout(tmp_path):
     assert csv[0].startswith("method,gmacs,Test2800/psnr") and len(csv) == 5
     assert (tmp_path / "table1_hinet_examples.png").stat().st_size > 1000
     assert (tmp_path / "table1_hinet.distill-state.pt").is_file()
+
+
+@pytest.mark.skipif(not teacher_path("hinet").is_file(), reason="hinet teacher not shipped")
+def test_distill_from_lamp_adds_a_row_at_lamps_flops(tmp_path):
+    cfg = load_config(CONFIG_DIR / "quick.yaml", methods=["lamp", "adaptive"],
+                      dream_x={"batch_size": 2, "steps": 2}, adaptive={"eps": 0.2},
+                      distill={"steps": 2, "reinit_every": 2, "batch_size": 2}, eval_limit=1,
+                      distill_from=["adaptive", "lamp"])
+    payload = run_table("table1", "hinet", config=cfg, out_dir=tmp_path, progress=False, device="cpu")
+    rows = payload["rows"]
+    assert list(rows)[-2:] == ["ours: adaptive + dream-distill", "lamp + dream-distill"]
+    assert rows["lamp + dream-distill"]["fine_tuned"] and not rows["lamp"]["fine_tuned"]
+    assert abs(rows["lamp + dream-distill"]["gmacs"] - rows["lamp"]["gmacs"]) < 1e-6  # masks held
+    assert rows["lamp + dream-distill"]["average/psnr"] != rows["lamp"]["average/psnr"]
+    assert (tmp_path / "table1_hinet.lamp.distill-state.pt").is_file()
+    with pytest.raises(ValueError, match="not among the pruned methods"):
+        run_table("table1", "hinet", config={**cfg, "distill_from": ["erk"]}, out_dir=tmp_path,
+                  progress=False, device="cpu")

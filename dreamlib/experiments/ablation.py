@@ -51,37 +51,81 @@ def _evaluate(model, sets, cfg, progress):
     return evaluate(model, sets, convention=cfg["convention"], progress=progress, limit=cfg["eval_limit"])
 
 
+def _table_rows(table, cfg) -> dict:
+    """The l1 / +AP / full-method / original rows of a finished Table 1/2 run made with the same settings."""
+    import json
+
+    payload = json.loads(Path(table).read_text()) if not isinstance(table, dict) else table
+    keys = ("seed", "convention", "dream_x", "adaptive", "distill", "eval_limit")
+    diff = [k for k in keys if payload["config"].get(k) != cfg.get(k)]
+    if diff:
+        raise ValueError(f"the table run used other settings for {diff}; run the ablation without "
+                         f"--from-table, or with the table's config file")
+    labels = {"l1": "l1-uniform", "+AP": "adaptive (before distillation)",
+              ABLATION_STEPS[-1]: "ours: adaptive + dream-distill", "original": "original"}
+    out = {}
+    for step, label in labels.items():
+        row = payload["rows"][label]
+        sets = [k[:-5] for k in row if k.endswith("/psnr")]
+        out[step] = {s: {"psnr": row[f"{s}/psnr"], "ssim": row[f"{s}/ssim"]} for s in sets}
+    return out, payload
+
+
 def ablation(name: str = "hinet", *, config: dict | None = None, sets: dict | None = None, device=None,
-             progress: bool = True) -> dict:
-    """Fig. 6: ``{"rows": {step: evaluate(...)}, "config", "wall_s", ...}`` for :data:`ABLATION_STEPS`."""
+             progress: bool = True, state_dir=None, resume: bool = False, from_table=None) -> dict:
+    """Fig. 6: ``{"rows": {step: evaluate(...)}, "config", "wall_s", ...}`` for :data:`ABLATION_STEPS`.
+
+    Args:
+        state_dir: where each distillation writes its resumable state (none if ``None``).
+        resume: continue the distillations that have a state in ``state_dir``.
+        from_table: a ``table1_<model>.json`` (or its payload) made with the same settings: its
+            l1, adaptive, full-method and original rows are taken as they are (same seed, same
+            protocol), so only the ``+AP +KD`` (no L_orth) student is distilled here.
+    """
     from ..distill import DistillConfig, distill
     from ..dream import dream, make_targets
     from ..prune import copy_model, paper_target_macs, prune
 
     t0 = time.perf_counter()
     cfg, teacher, sets = _setup(name, config, device, sets)
+    reused, source = (_table_rows(from_table, cfg) if from_table is not None else ({}, None))
     target = paper_target_macs(teacher, name)
     dx = cfg["dream_x"]
+    # the same X as the table runner (lambda_orth 0.05, cosine), so +AP is the table's adaptive student
     X = dream(teacher, make_targets(dx["batch_size"], dx["crop"], seed=cfg["seed"]), steps=dx["steps"],
-              orth_schedule="cosine", seed=cfg["seed"], progress=progress).x
+              lambda_orth=0.05, orth_schedule="cosine", seed=cfg["seed"], progress=progress).x
     rows = {}
-    l1, _ = prune(teacher, "l1-uniform", target_macs=target)
-    rows["l1"] = _evaluate(l1, sets, cfg, progress)
+    if "l1" in reused:
+        rows["l1"] = reused["l1"]
+    else:
+        l1, _ = prune(teacher, "l1-uniform", target_macs=target)
+        rows["l1"] = _evaluate(l1, sets, cfg, progress)
     ap, _ = prune(teacher, "adaptive", X=X, target_macs=target, **cfg["adaptive"])
-    rows["+AP"] = _evaluate(ap, sets, cfg, progress)
+    rows["+AP"] = reused.get("+AP") or _evaluate(ap, sets, cfg, progress)
     for label, lam in (("+AP +KD", 0.0), ("+AP +KD +L_orth", cfg["distill"]["lambda_orth"])):
+        if label in reused:
+            rows[label] = reused[label]
+            continue
         dcfg = DistillConfig(**{**cfg["distill"], "lambda_orth": lam}, seed=cfg["seed"])
-        student, _ = distill(teacher, copy_model(ap), dcfg, progress=progress)
+        state = Path(state_dir) / f"fig6_{name}_lorth{lam:g}.distill-state.pt" if state_dir else None
+        student, _ = distill(teacher, copy_model(ap), dcfg, state_path=state,
+                             resume=bool(resume and state and state.is_file()), progress=progress)
         rows[label] = _evaluate(student, sets, cfg, progress)
-    rows["original"] = _evaluate(teacher, sets, cfg, progress)
+    rows["original"] = reused.get("original") or _evaluate(teacher, sets, cfg, progress)
     return {"figure": "fig6_ablation", "model": name, "rows": rows, "target_macs": target, "config": cfg,
             "seed": cfg["seed"], "dreamlib": __version__, "quick": settings.QUICK,
+            "reused_from_table": sorted(reused) if reused else [],
+            "table_source": str(from_table) if isinstance(from_table, (str, Path)) else None,
             "wall_s": time.perf_counter() - t0}
 
 
 def selfdata(name: str = "hinet", *, sparsity: float = 0.3, kind: str = "light", config: dict | None = None,
-             sets: dict | None = None, device=None, progress: bool = True) -> dict:
-    """Fig. 1: l1 at ``sparsity``, then the same distillation budget on each of :data:`SELFDATA_SOURCES`."""
+             sets: dict | None = None, device=None, progress: bool = True, state_dir=None,
+             resume: bool = False) -> dict:
+    """Fig. 1: l1 at ``sparsity``, then the same distillation budget on each of :data:`SELFDATA_SOURCES`.
+
+    ``state_dir`` / ``resume`` as in :func:`ablation` (one state file per source).
+    """
     from ..distill import DistillConfig, distill
     from ..prune import copy_model, prune
 
@@ -92,7 +136,9 @@ def selfdata(name: str = "hinet", *, sparsity: float = 0.3, kind: str = "light",
             f"l1 {int(100 * sparsity)} % (no fine-tuning)": _evaluate(pruned, sets, cfg, progress)}
     for label, source in SELFDATA_SOURCES.items():
         dcfg = DistillConfig(**cfg["distill"], seed=cfg["seed"], source=source, self_kind=kind)
-        student, _ = distill(teacher, copy_model(pruned), dcfg, progress=progress)
+        state = Path(state_dir) / f"fig1_{name}_{source}.distill-state.pt" if state_dir else None
+        student, _ = distill(teacher, copy_model(pruned), dcfg, state_path=state,
+                             resume=bool(resume and state and state.is_file()), progress=progress)
         rows[f"fine-tuned on {label}"] = _evaluate(student, sets, cfg, progress)
     return {"figure": "fig1_selfdata", "model": name, "rows": rows, "sparsity": sparsity, "self_kind": kind,
             "config": cfg, "seed": cfg["seed"], "dreamlib": __version__, "quick": settings.QUICK,

@@ -72,8 +72,18 @@ DEFAULT_CONFIG = {
     "adaptive": {"eps": 1e-3},
     "distill": {"steps": 1800, "reinit_every": 600, "batch_size": 8, "crop": 64, "lr_x": 5e-2,
                 "lambda_orth": 0.05, "orth_schedule": "cosine", "lr_student": 1e-4, "lambda_kd": 1.0},
+    # which pruned students are distilled by dreaming: the paper distils the adaptive one;
+    # adding "lamp" asks how much of the result is the allocation and how much the dreaming
+    "distill_from": ["adaptive"],
     "eval_limit": None,
 }
+
+#: The row label of a student distilled from each pruning method.
+DISTILLED_LABEL = {"adaptive": "ours: adaptive + dream-distill"}
+
+
+def distilled_label(method: str) -> str:
+    return DISTILLED_LABEL.get(method, f"{method} + dream-distill")
 
 
 #: Folder of the shipped YAML configs.
@@ -153,6 +163,10 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
     if name not in TABLE_MODELS[table]:
         raise ValueError(f"{table} covers {', '.join(TABLE_MODELS[table])}, not {name!r}")
     cfg = config or load_config()
+    unknown = [m for m in cfg.get("distill_from", ["adaptive"]) if m not in cfg["methods"]]
+    if unknown:
+        raise ValueError(f"distill_from {unknown}: not among the pruned methods {cfg['methods']}; "
+                         f"add them to the config's methods")
     device = torch.device(device) if device else settings.pick_device()
     settings.seed_everything(cfg["seed"])
     out_dir = Path(out_dir) if out_dir else settings.REPO_ROOT / "results" / f"{table}_{variant}"
@@ -184,15 +198,22 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
         rows[label] = {"gmacs": float(comp.table.loc[method, "gmacs"]), "fine_tuned": False,
                        **_row(comp.results[method], set_names)}
 
-    student = comp.models["adaptive"]
     dcfg = DistillConfig(**cfg["distill"], seed=cfg["seed"])
-    t0 = time.perf_counter()
-    student, log = distill(teacher, student, dcfg, state_path=out_dir / f"{table}_{name}.distill-state.pt",
-                           resume=resume, progress=progress)
-    wall["distill"] = time.perf_counter() - t0
-    res = evaluate(student, sets, convention=cfg["convention"], progress=progress, limit=cfg["eval_limit"])
-    rows["ours: adaptive + dream-distill"] = {"gmacs": count_macs(student) / 1e9, "fine_tuned": True,
-                                              **_row(res, set_names)}
+    students, log = {}, None
+    for method in cfg.get("distill_from", ["adaptive"]):
+        # the adaptive student keeps the original state-file name, so older runs resume
+        suffix = "" if method == "adaptive" else f".{method}"
+        state = out_dir / f"{table}_{name}{suffix}.distill-state.pt"
+        t0 = time.perf_counter()
+        # resume continues the students that have a state; a newly listed one starts afresh
+        student, mlog = distill(teacher, comp.models[method], dcfg, resume=resume and state.is_file(),
+                                state_path=state, progress=progress)
+        wall["distill" if method == "adaptive" else f"distill_{method}"] = time.perf_counter() - t0
+        log = log or mlog
+        res = evaluate(student, sets, convention=cfg["convention"], progress=progress, limit=cfg["eval_limit"])
+        rows[distilled_label(method)] = {"gmacs": count_macs(student) / 1e9, "fine_tuned": True,
+                                         **_row(res, set_names)}
+        students[method] = student
     wall["total"] = time.perf_counter() - t_all
 
     payload = {
@@ -202,13 +223,14 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
         "convention": cfg["convention"], "target_macs": target, "teacher_macs": dense, "config": cfg,
         "seed": cfg["seed"], "dreamlib": __version__, "torch": torch.__version__, "device": str(device),
         "python": platform.python_version(), "quick": settings.QUICK, "wall_s": wall, "rows": rows,
-        "distill_log_tail": {k: v[-5:] for k, v in log.rows.items()},
+        "distill_log_tail": {k: v[-5:] for k, v in log.rows.items()} if log else {},
         "reports": {m: r.to_card() for m, r in comp.reports.items()},
         "paper": PAPER_TABLES[name],
     }
     stem = out_dir / f"{table}_{name}"
     models_ = {"teacher": teacher, **{m: comp.models[m] for m in ("lamp", "adaptive") if m in comp.models}}
-    models_["ours"] = student
+    for method, student in students.items():
+        models_["ours" if method == "adaptive" else f"{method}+distill"] = student
     save_examples(models_, sets, stem.parent / f"{stem.name}_examples.png", title=f"{table}: {name} ({variant})")
     atomic_write_json(stem.with_suffix(".json"), payload)
     atomic_write_text(stem.with_suffix(".csv"), _csv(rows, set_names))
@@ -275,7 +297,8 @@ def markdown(payload: dict) -> str:
              f"nni at 1x3x256x256). Seed {payload['seed']}, dreamlib {payload['dreamlib']}, "
              f"torch {payload['torch']} on {payload['device']}; wall time {payload['wall_s']['total'] / 60:.1f} min.",
              "", "l1 (uniform ratio), ERK, LAMP and the adaptive scheme are pruned without data and **not "
-             "fine-tuned**; only the last row is distilled from the teacher on dreamed images.", "", head]
+             "fine-tuned**; only the rows marked *dream-distill* are distilled from the teacher on dreamed images.",
+             "", head]
     for method, r in rows.items():
         cells = [f"{r[f'{s}/psnr']:.2f} / {r[f'{s}/ssim']:.4f}" for s in sets]
         lines.append(f"| {method} | {r['gmacs']:.3f} | " + " | ".join(cells) + " |")
