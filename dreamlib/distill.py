@@ -79,6 +79,12 @@ class DistillConfig:
         self_kind: rain kind of the self-collected data.
         seed: targets, noise and priors all derive from it.
         amp: CUDA automatic mixed precision for the student (ignored on CPU).
+        freeze_bn: keep the student's BatchNorm layers in eval mode (the teacher's running
+            statistics) while its weights train. Dreamed images do not have the statistics of
+            real rainy images, and letting them overwrite the running means cost the small DuRN
+            (the only network here with BatchNorm) more than 1.5 dB on the raindrop sets.
+            No effect on HINet, MPRNet and AGAN. (A state saved before this option existed
+            resumes under the current setting.)
     """
 
     steps: int = 1800
@@ -95,6 +101,7 @@ class DistillConfig:
     self_kind: str = "light"
     seed: int = 0
     amp: bool = False
+    freeze_bn: bool = True
 
     def __post_init__(self):
         if self.source not in SOURCES:
@@ -195,6 +202,10 @@ class DreamDistiller:
         l_kd, psnr_s = float("nan"), float("nan")
         if self.cfg.kd:
             self.student.train()
+            if self.cfg.freeze_bn:
+                for m in self.student.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.eval()
             with torch.autocast("cuda", enabled=self.use_amp):
                 s_out = restore(self.student, x.detach())
                 loss = self.cfg.lambda_kd * F.l1_loss(s_out.float(), t_out.detach())

@@ -129,3 +129,20 @@ def test_copy_model_after_training_forward(pair):
     c = P.copy_model(s)
     for (k, a), (_, b) in zip(s.state_dict().items(), c.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_batchnorm_statistics_frozen_by_default(freeze):
+    # DuRN is the one network with BatchNorm: dreamed batches must not overwrite its running means
+    torch.manual_seed(0)
+    teacher = models.build("durn", "small").eval()
+    assert DistillConfig().freeze_bn
+    student, _ = P.prune(teacher, "l1-uniform", sparsity=0.3)
+    stats = {k: v.clone() for k, v in student.state_dict().items() if k.endswith("running_mean")}
+    weights = {k: v.clone() for k, v in student.state_dict().items() if k.endswith("weight_orig")}
+    assert stats and weights
+    distill(teacher, student, cfg(steps=2, crop=32, freeze_bn=freeze), images=IMAGES, progress=False)
+    after = student.state_dict()
+    same_stats = all(torch.equal(after[k], v) for k, v in stats.items())
+    assert same_stats == freeze
+    assert any(not torch.equal(after[k], v) for k, v in weights.items())  # the weights did train

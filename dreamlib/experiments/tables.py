@@ -199,13 +199,15 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
                        **_row(comp.results[method], set_names)}
 
     dcfg = DistillConfig(**cfg["distill"], seed=cfg["seed"])
-    students, log = {}, None
+    students, log, resumed = {}, None, []
     for method in cfg.get("distill_from", ["adaptive"]):
         # the adaptive student keeps the original state-file name, so older runs resume
         suffix = "" if method == "adaptive" else f".{method}"
         state = out_dir / f"{table}_{name}{suffix}.distill-state.pt"
         t0 = time.perf_counter()
         # resume continues the students that have a state; a newly listed one starts afresh
+        if resume and state.is_file():
+            resumed.append(method)
         student, mlog = distill(teacher, comp.models[method], dcfg, resume=resume and state.is_file(),
                                 state_path=state, progress=progress)
         wall["distill" if method == "adaptive" else f"distill_{method}"] = time.perf_counter() - t0
@@ -223,6 +225,8 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
         "convention": cfg["convention"], "target_macs": target, "teacher_macs": dense, "config": cfg,
         "seed": cfg["seed"], "dreamlib": __version__, "torch": torch.__version__, "device": str(device),
         "python": platform.python_version(), "quick": settings.QUICK, "wall_s": wall, "rows": rows,
+        # wall_s only covers this invocation: a resumed distillation's earlier steps are not in it
+        "resumed_from_state": resumed,
         "distill_log_tail": {k: v[-5:] for k, v in log.rows.items()} if log else {},
         "reports": {m: r.to_card() for m, r in comp.reports.items()},
         "paper": PAPER_TABLES[name],
@@ -295,7 +299,9 @@ def markdown(payload: dict) -> str:
              f"Data: {payload['data']}. Metric convention: `{payload['convention']}`. "
              f"Target {payload['target_macs'] / 1e9:.4f} G-MACs (teacher {payload['teacher_macs'] / 1e9:.4f} G, "
              f"nni at 1x3x256x256). Seed {payload['seed']}, dreamlib {payload['dreamlib']}, "
-             f"torch {payload['torch']} on {payload['device']}; wall time {payload['wall_s']['total'] / 60:.1f} min.",
+             f"torch {payload['torch']} on {payload['device']}; wall time {payload['wall_s']['total'] / 60:.1f} min"
+             + (f" (the {', '.join(payload['resumed_from_state'])} distillation continued from its state file)"
+                if payload.get("resumed_from_state") else "") + ".",
              "", "l1 (uniform ratio), ERK, LAMP and the adaptive scheme are pruned without data and **not "
              "fine-tuned**; only the rows marked *dream-distill* are distilled from the teacher on dreamed images.",
              "", head]
@@ -309,6 +315,8 @@ def markdown(payload: dict) -> str:
     for method, v in paper["rows"].items():
         lines.append(f"| {method} | " + " | ".join(f"{v[2 * i]:.2f} / {v[2 * i + 1]:.3f}"
                                                      for i in range(len(paper["sets"]))) + " |")
+    extra = payload["config"].get("distill_from", ["adaptive"])
+    extra = "" if extra == ["adaptive"] else " --distill-from " + " ".join(extra)
     lines += ["", f"Command: `python -m dreamlib reproduce {payload['table']} --model {payload['model']} "
-              f"--variant {payload['variant']}`" + (" (quick mode)" if payload["quick"] else "")]
+              f"--variant {payload['variant']}{extra}`" + (" (quick mode)" if payload["quick"] else "")]
     return "\n".join(lines) + "\n"
