@@ -17,6 +17,10 @@ def test_shipped_configs_load_and_differ_where_they_should():
     assert paper["distill"]["batch_size"] == 20 and paper["distill"]["crop"] == 256  # the paper's Sec. 4.1
     assert paper["distill"]["steps"] == 3 * 600 and paper["distill"]["lr_student"] == 1e-4
     assert quick["distill"]["steps"] < small["distill"]["steps"]
+    # Fig. 1's CPU config is small_cpu with a shorter distillation and nothing else changed
+    fig1 = load_config(CONFIG_DIR / "fig1_cpu.yaml")
+    assert {k for k in small if fig1[k] != small[k]} == {"distill"}
+    assert {k for k in small["distill"] if fig1["distill"][k] != small["distill"][k]} == {"steps"}
 
 
 def test_config_errors(tmp_path):
