@@ -185,6 +185,10 @@ def write(result: dict, out_dir) -> Path:
         lines.append(f"| {label} | " + " | ".join(f"{res[s]['psnr']:.2f} / {res[s]['ssim']:.4f}" for s in sets) + " |")
     lines += ["", f"Seed {result['seed']}, dreamlib {result['dreamlib']}, wall time {result['wall_s'] / 60:.1f} min"
               + (" (quick mode)" if result["quick"] else "") + "."]
+    if result.get("reused_from_table"):
+        lines += ["", f"Rows {', '.join(result['reused_from_table'])} are taken from "
+                      f"`{result.get('table_source') or 'a Table 1 run'}` (same seed and settings; the wall time "
+                      f"above does not include them); the other rows were computed by this run."]
     md = stem.with_suffix(".md")
     atomic_write_text(md, "\n".join(lines) + "\n")
     sets_n = len(next(iter(result["rows"].values())))
