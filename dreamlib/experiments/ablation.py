@@ -68,7 +68,7 @@ def _table_rows(table, cfg) -> dict:
         row = payload["rows"][label]
         sets = [k[:-5] for k in row if k.endswith("/psnr")]
         out[step] = {s: {"psnr": row[f"{s}/psnr"], "ssim": row[f"{s}/ssim"]} for s in sets}
-    return out, payload
+    return out
 
 
 def ablation(name: str = "hinet", *, config: dict | None = None, sets: dict | None = None, device=None,
@@ -88,7 +88,7 @@ def ablation(name: str = "hinet", *, config: dict | None = None, sets: dict | No
 
     t0 = time.perf_counter()
     cfg, teacher, sets = _setup(name, config, device, sets)
-    reused, source = (_table_rows(from_table, cfg) if from_table is not None else ({}, None))
+    reused = _table_rows(from_table, cfg) if from_table is not None else {}
     target = paper_target_macs(teacher, name)
     dx = cfg["dream_x"]
     # the same X as the table runner (lambda_orth 0.05, cosine), so +AP is the table's adaptive student

@@ -206,10 +206,10 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
         state = out_dir / f"{table}_{name}{suffix}.distill-state.pt"
         t0 = time.perf_counter()
         # resume continues the students that have a state; a newly listed one starts afresh
-        if resume and state.is_file():
-            resumed.append(method)
-        student, mlog = distill(teacher, comp.models[method], dcfg, resume=resume and state.is_file(),
-                                state_path=state, progress=progress)
+        cont = resume and state.is_file()
+        resumed += [method] if cont else []
+        student, mlog = distill(teacher, comp.models[method], dcfg, resume=cont, state_path=state,
+                                progress=progress)
         wall["distill" if method == "adaptive" else f"distill_{method}"] = time.perf_counter() - t0
         log = log or mlog
         res = evaluate(student, sets, convention=cfg["convention"], progress=progress, limit=cfg["eval_limit"])
