@@ -26,7 +26,6 @@ versions, wall times, per-method reports), and the distillation state (resumable
 """
 from __future__ import annotations
 
-import json
 import platform
 import time
 from pathlib import Path
