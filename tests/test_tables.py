@@ -79,6 +79,7 @@ def test_distill_from_lamp_adds_a_row_at_lamps_flops(tmp_path):
     assert abs(rows["lamp + dream-distill"]["gmacs"] - rows["lamp"]["gmacs"]) < 1e-6  # masks held
     assert rows["lamp + dream-distill"]["average/psnr"] != rows["lamp"]["average/psnr"]
     assert (tmp_path / "table1_hinet.lamp.distill-state.pt").is_file()
+    assert set(payload["distill_log_tail"]) == {"adaptive", "lamp"}  # one log per distilled student
     with pytest.raises(ValueError, match="not among the pruned methods"):
         run_table("table1", "hinet", config={**cfg, "distill_from": ["erk"]}, out_dir=tmp_path,
                   progress=False, device="cpu")

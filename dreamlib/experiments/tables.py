@@ -198,7 +198,7 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
                        **_row(comp.results[method], set_names)}
 
     dcfg = DistillConfig(**cfg["distill"], seed=cfg["seed"])
-    students, log, resumed = {}, None, []
+    students, logs, resumed = {}, {}, []
     for method in cfg.get("distill_from", ["adaptive"]):
         # the adaptive student keeps the original state-file name, so older runs resume
         suffix = "" if method == "adaptive" else f".{method}"
@@ -210,7 +210,7 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
         student, mlog = distill(teacher, comp.models[method], dcfg, resume=cont, state_path=state,
                                 progress=progress)
         wall["distill" if method == "adaptive" else f"distill_{method}"] = time.perf_counter() - t0
-        log = log or mlog
+        logs[method] = mlog
         res = evaluate(student, sets, convention=cfg["convention"], progress=progress, limit=cfg["eval_limit"])
         rows[distilled_label(method)] = {"gmacs": count_macs(student) / 1e9, "fine_tuned": True,
                                          **_row(res, set_names)}
@@ -226,7 +226,7 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
         "python": platform.python_version(), "quick": settings.QUICK, "wall_s": wall, "rows": rows,
         # wall_s only covers this invocation: a resumed distillation's earlier steps are not in it
         "resumed_from_state": resumed,
-        "distill_log_tail": {k: v[-5:] for k, v in log.rows.items()} if log else {},
+        "distill_log_tail": {m: {k: v[-5:] for k, v in lg.rows.items()} for m, lg in logs.items()},
         "reports": {m: r.to_card() for m, r in comp.reports.items()},
         "paper": PAPER_TABLES[name],
     }
