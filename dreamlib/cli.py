@@ -167,19 +167,27 @@ def cmd_reproduce(args) -> int:
     overrides = {"convention": args.convention} if args.convention else {}
     if args.distill_from:
         overrides["distill_from"] = args.distill_from
+    if args.sparsity is not None and args.table != "selfdata":
+        raise SystemExit("--sparsity only applies to `reproduce selfdata` (Fig. 1's l1 sparsity); Tables 1-2 "
+                         "prune to --target-gflops")
     cfg = load_config(args.config, **overrides)
     if args.table in ("ablation", "selfdata"):
         from .experiments import ablation as A
 
         if args.from_table and args.table != "ablation":
             raise SystemExit("--from-table only applies to `reproduce ablation`")
+        if args.table == "selfdata" and args.sparsity is None:
+            args.sparsity = 0.3
         out = args.out or settings.REPO_ROOT / "results" / f"{args.table}_small"
         for name in args.model or ["hinet"]:
             kw = dict(config=cfg, progress=not args.no_progress, state_dir=out, resume=args.resume)
             if args.table == "ablation":
                 result = A.ablation(name, from_table=args.from_table, **kw)
             else:
-                result = A.selfdata(name, **kw)
+                result = A.selfdata(name, sparsity=args.sparsity, **kw)
+            from .train import _command_line
+
+            result["command"] = _command_line()
             md = A.write(result, out)
             print(md.read_text())
         return 0
@@ -255,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--distill-from", nargs="+", default=None, metavar="METHOD",
                     help="table1/2: pruned students to distill by dreaming (default: adaptive; "
                          "e.g. adaptive lamp)")
+    rp.add_argument("--sparsity", type=float, default=None,
+                    help="selfdata: fraction of weights l1 removes before fine-tuning (default 0.3, the paper's)")
     rp.add_argument("--from-table", type=Path, default=None,
                     help="ablation: reuse the l1 / adaptive / full-method rows of a finished table1_<model>.json "
                          "made with the same config (only the no-L_orth student is distilled)")

@@ -109,10 +109,17 @@ class RainPairSampler:
             antialiasing), a random 90-degree rotation, vertical flip and colour-channel
             permutation. The clean crop is augmented *before* the rain is added, so
             the rain itself always follows its recipe (streaks fall downwards).
+        procedural: fraction of samples cropped from a fixed pool of :attr:`POOL_SIZE`
+            dead-leaves pictures (:func:`dreamlib.data.deadleaves.dead_leaves`, leaf
+            colours drawn from the images' pixels) instead of from ``images``; 0
+            (default) draws nothing extra from ``rng``, so older recipes give the same stream.
     """
 
+    #: Number of dead-leaves pictures in the procedural pool (256 px or twice the crop).
+    POOL_SIZE = 48
+
     def __init__(self, images: list[np.ndarray], kinds, crop: int, rng: np.random.Generator,
-                 augment: str = "hflip"):
+                 augment: str = "hflip", procedural: float = 0.0):
         from .data.rain import RAIN_TYPES
 
         bad = [k for k in kinds if k not in RAIN_TYPES]
@@ -125,13 +132,31 @@ class RainPairSampler:
         if small:
             raise ValueError(f"crop {crop} (augment={augment!r} reads up to {need} px) is larger than "
                              f"training image(s) of size {small}")
+        if not 0.0 <= procedural <= 1.0:
+            raise ValueError(f"procedural must be a fraction in [0, 1], got {procedural}")
         self.images, self.kinds, self.crop, self.rng, self.augment = images, tuple(kinds), int(crop), rng, augment
+        self.procedural = float(procedural)
+        self.pool: list[np.ndarray] = []
+        if self.procedural:
+            from .data.deadleaves import dead_leaves
+
+            # A fixed pool, made from its own seeds so the sampler's stream is unchanged; leaf colours
+            # are pixels of the training pictures, so the pool is coloured like the training set.
+            pal_rng = np.random.default_rng(0)
+            palette = np.concatenate([im.reshape(-1, 3)[pal_rng.integers(im.shape[0] * im.shape[1], size=512)]
+                                      for im in images])
+            side = max(256, need)
+            self.pool = [dead_leaves(side, np.random.default_rng([0xDEAD, i]), palette=palette)
+                         for i in range(self.POOL_SIZE)]
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
         from .data.rain import synthesize
 
         rng, c = self.rng, self.crop
-        im = self.images[int(rng.integers(len(self.images)))]
+        if self.procedural and rng.random() < self.procedural:
+            im = self.pool[int(rng.integers(len(self.pool)))]
+        else:
+            im = self.images[int(rng.integers(len(self.images)))]
         h, w = im.shape[:2]
         src = c if self.augment == "hflip" else int(round(c * rng.uniform(1.0, 2.0)))
         top, left = int(rng.integers(h - src + 1)), int(rng.integers(w - src + 1))
@@ -222,6 +247,28 @@ def teacher_loss(name: str, output, rainy: torch.Tensor, clean: torch.Tensor, au
 
 
 # ----------------------------------------------------------------------------- helpers
+
+INITS = ("default", "kaiming")
+
+
+@torch.no_grad()
+def kaiming_init_(model: nn.Module) -> nn.Module:
+    """He-normal weights (fan-in, ReLU gain) and zero biases for every (transposed) conv, in place.
+
+    PyTorch's default conv initialisation draws weights with a variance of
+    1/(3 fan_in), a third of what keeps a ReLU signal's scale. A plain stack of
+    ReLU convs, like AGAN's ten bottleneck convs, then shrinks its signal at every
+    layer: in the small AGAN at initialisation the 1/4-resolution features are
+    ~0.015 (std) against ~0.14 after the first conv, so the deep path starts
+    nearly silent and its gradients are tiny. He initialisation keeps the scale.
+    """
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
 
 @torch.no_grad()
 def identity_init_(model: nn.Module) -> nn.Module:
@@ -315,7 +362,10 @@ def equivalent_command(config: dict, out_dir) -> str:
              "--min-lr-ratio", repr(config["min_lr_ratio"]), "--warmup", str(config["warmup"]),
              "--aux-weight", repr(config["aux_weight"]), "--loss", config["loss"],
              "--identity-init" if config["identity_init"] else "--no-identity-init", "--grad-clip", repr(config["grad_clip"]),
-             "--augment", config.get("augment", "hflip"), "--seed", str(config["seed"]), "--out", str(out_dir)]
+             "--augment", config.get("augment", "hflip"),
+             *(["--procedural", str(config["procedural"])] if config.get("procedural") else []),
+             *(["--init", config["init"]] if config.get("init") else []),
+             "--seed", str(config["seed"]), "--out", str(out_dir)]
     if config["train_images"] != sorted(_train_names()):
         parts += ["--images", ",".join(config["train_images"])]
     for k, v in config["model_overrides"].items():
@@ -352,7 +402,7 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
                   min_lr_ratio: float = DEFAULTS["min_lr_ratio"], warmup: int = DEFAULTS["warmup"],
                   aux_weight: float = DEFAULTS["aux_weight"], grad_clip: float = DEFAULTS["grad_clip"],
                   loss: str = DEFAULTS["loss"], identity_init: bool | None = None, augment: str = "hflip",
-                  images=None, seed: int = 0, out_dir=None, state_path=None, checkpoint_every: int = 200, resume: bool = False,
+                  procedural: float = 0.0, init: str = "default", images=None, seed: int = 0, out_dir=None, state_path=None, checkpoint_every: int = 200, resume: bool = False,
                   stop_at: int | None = None, threads: int | None = None, progress: bool = True,
                   evaluate: bool = True, command: str | None = None, **model_overrides):
     """Train ``name`` (``variant`` config plus ``model_overrides``) and write it with its card.
@@ -363,6 +413,12 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
         kinds: rain kinds to train on (default :data:`DEFAULT_KINDS` ``[name]``).
         steps, batch_size, crop, lr, min_lr_ratio, warmup, aux_weight, grad_clip:
             the recipe (module docstring); ``crop`` must be a multiple of the model's pad multiple.
+        augment: ``"hflip"`` or ``"full"`` (see :class:`RainPairSampler`).
+        init: ``"default"`` (PyTorch's layer initialisation) or ``"kaiming"``: He-normal
+            weights and zero biases for every conv (:func:`kaiming_init_`), applied before
+            ``identity_init``.
+        procedural: fraction of training crops that are dead-leaves pictures
+            (:mod:`dreamlib.data.deadleaves`) instead of crops of the training pictures.
         seed: model initialisation and data stream.
         out_dir: where ``<name>_<variant>.pt`` and ``.json`` go (default ``work/teachers``).
         state_path: training-state checkpoint (default
@@ -406,11 +462,19 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
     })
     if augment != "hflip":  # (key absent for the default, so older cards/states stay valid)
         config["augment"] = augment
+    if procedural:
+        config["procedural"] = float(procedural)
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+    if init != "default":
+        config["init"] = init
     out_dir = Path(out_dir) if out_dir else settings.WORK_DIR / "teachers"
     state_path = Path(state_path) if state_path else settings.WORK_DIR / "train" / f"{name}_{variant}_seed{seed}.state.pt"
 
     torch.manual_seed(seed)
     model = models.build(name, variant, **model_overrides)
+    if init == "kaiming":
+        kaiming_init_(model)
     if config["identity_init"]:
         identity_init_(model)
     m = models.pad_multiple(model)
@@ -420,7 +484,7 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
     opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(steps, warmup, min_lr_ratio))
     data = RainPairSampler([train_images[k] for k in sorted(train_images)], kinds, crop,
-                           np.random.default_rng(seed), augment=augment)
+                           np.random.default_rng(seed), augment=augment, procedural=procedural)
     step, wall, history = 0, 0.0, []
 
     if resume:
@@ -572,6 +636,7 @@ def cmd_train_teacher(args) -> int:
         args.model, args.variant, kinds=kinds, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
         lr=args.lr, min_lr_ratio=args.min_lr_ratio, warmup=args.warmup, aux_weight=args.aux_weight,
         grad_clip=args.grad_clip, loss=args.loss, identity_init=args.identity_init, augment=args.augment,
+        procedural=args.procedural, init=args.init,
         images=[n.strip() for n in args.images.split(",") if n.strip()] if args.images else None, seed=args.seed, out_dir=args.out, state_path=args.state,
         checkpoint_every=args.checkpoint_every, resume=args.resume, stop_at=args.stop_at, threads=args.threads,
         progress=not args.no_progress, evaluate=not args.no_eval,
@@ -611,6 +676,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="start as the identity map (default: on for agan, whose output is not residual)")
     t.add_argument("--augment", default="hflip", choices=AUGMENTATIONS,
                    help="hflip: horizontal flips; full: also rescaling, rotations, vertical flips, channel order")
+    t.add_argument("--init", default="default", choices=INITS,
+                   help="weight initialisation: PyTorch's default, or He-normal for every conv (kaiming)")
+    t.add_argument("--procedural", type=float, default=0.0, metavar="FRACTION",
+                   help="fraction of training crops that are procedural dead-leaves pictures instead of "
+                        "crops of the train-role images (default 0)")
     t.add_argument("--images", default=None,
                    help="comma-separated subset of the train-role images (default: all of them)")
     t.add_argument("--seed", type=int, default=0)

@@ -71,3 +71,34 @@ def test_ablation_refuses_a_table_with_other_settings(sets):
     with pytest.raises(ValueError, match="other settings for .*distill"):
         A.ablation("hinet", config=tiny(), sets=sets, device="cpu", progress=False,
                    from_table=_fake_table(other, 11.0))
+
+
+def test_selfdata_at_another_sparsity_gets_its_own_files(tmp_path, sets):
+    r = A.selfdata("hinet", sparsity=0.5, config=tiny(), sets=sets, device="cpu", progress=False,
+                   state_dir=tmp_path)
+    assert list(r["rows"])[1] == "l1 50 % (no fine-tuning)"
+    assert r["tag"] == "l1-50"
+    md = A.write(r, tmp_path)
+    assert md.name == "fig1_selfdata_hinet_l1-50.md"
+    states = sorted(p.name for p in tmp_path.glob("*.distill-state.pt"))
+    assert states and all(n.startswith("fig1_hinet_l1-50_") for n in states)
+    with pytest.raises(ValueError, match="sparsity"):
+        A.selfdata("hinet", sparsity=1.5, config=tiny(), sets=sets, device="cpu", progress=False)
+
+
+def test_sparsity_flag_is_refused_outside_selfdata():
+    from dreamlib.cli import build_parser, cmd_reproduce
+
+    args = build_parser().parse_args(["reproduce", "table1", "--sparsity", "0.5"])
+    with pytest.raises(SystemExit, match="selfdata"):
+        cmd_reproduce(args)
+
+
+def test_a_resumed_run_says_so(tmp_path, sets):
+    first = A.selfdata("hinet", config=tiny(), sets=sets, device="cpu", progress=False, state_dir=tmp_path)
+    assert first["resumed_from_state"] == []
+    again = A.selfdata("hinet", config=tiny(), sets=sets, device="cpu", progress=False, state_dir=tmp_path,
+                       resume=True)
+    assert len(again["resumed_from_state"]) == len(A.SELFDATA_SOURCES)
+    assert again["rows"] == first["rows"]  # finished states: the same students
+    assert "continued an interrupted distillation" in A.write(again, tmp_path).read_text()

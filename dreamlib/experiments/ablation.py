@@ -94,7 +94,7 @@ def ablation(name: str = "hinet", *, config: dict | None = None, sets: dict | No
     # the same X as the table runner (lambda_orth 0.05, cosine), so +AP is the table's adaptive student
     X = dream(teacher, make_targets(dx["batch_size"], dx["crop"], seed=cfg["seed"]), steps=dx["steps"],
               lambda_orth=0.05, orth_schedule="cosine", seed=cfg["seed"], progress=progress).x
-    rows = {}
+    rows, resumed = {}, []
     if "l1" in reused:
         rows["l1"] = reused["l1"]
     else:
@@ -108,13 +108,14 @@ def ablation(name: str = "hinet", *, config: dict | None = None, sets: dict | No
             continue
         dcfg = DistillConfig(**{**cfg["distill"], "lambda_orth": lam}, seed=cfg["seed"])
         state = Path(state_dir) / f"fig6_{name}_lorth{lam:g}.distill-state.pt" if state_dir else None
-        student, _ = distill(teacher, copy_model(ap), dcfg, state_path=state,
-                             resume=bool(resume and state and state.is_file()), progress=progress)
+        go_on = bool(resume and state and state.is_file())
+        resumed += [label] if go_on else []
+        student, _ = distill(teacher, copy_model(ap), dcfg, state_path=state, resume=go_on, progress=progress)
         rows[label] = _evaluate(student, sets, cfg, progress)
     rows["original"] = reused.get("original") or _evaluate(teacher, sets, cfg, progress)
     return {"figure": "fig6_ablation", "model": name, "rows": rows, "target_macs": target, "config": cfg,
             "seed": cfg["seed"], "dreamlib": __version__, "quick": settings.QUICK,
-            "reused_from_table": sorted(reused) if reused else [],
+            "reused_from_table": sorted(reused) if reused else [], "resumed_from_state": resumed,
             "table_source": str(from_table) if isinstance(from_table, (str, Path)) else None,
             "wall_s": time.perf_counter() - t0}
 
@@ -124,25 +125,34 @@ def selfdata(name: str = "hinet", *, sparsity: float = 0.3, kind: str = "light",
              resume: bool = False) -> dict:
     """Fig. 1: l1 at ``sparsity``, then the same distillation budget on each of :data:`SELFDATA_SOURCES`.
 
-    ``state_dir`` / ``resume`` as in :func:`ablation` (one state file per source).
+    ``state_dir`` / ``resume`` as in :func:`ablation` (one state file per source and
+    sparsity). At a sparsity other than the paper's 30 % the result carries a ``tag``
+    (``l1-50`` for 50 %), so :func:`write` gives it its own files.
     """
     from ..distill import DistillConfig, distill
     from ..prune import copy_model, prune
 
     t0 = time.perf_counter()
+    if not 0.0 < sparsity < 1.0:
+        raise ValueError(f"sparsity is the fraction of weights l1 removes, in (0, 1); got {sparsity}")
+    pct = round(100 * sparsity)
+    tag = None if pct == 30 else f"l1-{pct}"
+    suffix = f"_{tag}" if tag else ""
     cfg, teacher, sets = _setup(name, config, device, sets)
     pruned, _ = prune(teacher, "l1-uniform", sparsity=sparsity)
     rows = {"original": _evaluate(teacher, sets, cfg, progress),
             f"l1 {int(100 * sparsity)} % (no fine-tuning)": _evaluate(pruned, sets, cfg, progress)}
+    resumed = []
     for label, source in SELFDATA_SOURCES.items():
         dcfg = DistillConfig(**cfg["distill"], seed=cfg["seed"], source=source, self_kind=kind)
-        state = Path(state_dir) / f"fig1_{name}_{source}.distill-state.pt" if state_dir else None
-        student, _ = distill(teacher, copy_model(pruned), dcfg, state_path=state,
-                             resume=bool(resume and state and state.is_file()), progress=progress)
+        state = Path(state_dir) / f"fig1_{name}{suffix}_{source}.distill-state.pt" if state_dir else None
+        go_on = bool(resume and state and state.is_file())
+        resumed += [f"fine-tuned on {label}"] if go_on else []
+        student, _ = distill(teacher, copy_model(pruned), dcfg, state_path=state, resume=go_on, progress=progress)
         rows[f"fine-tuned on {label}"] = _evaluate(student, sets, cfg, progress)
-    return {"figure": "fig1_selfdata", "model": name, "rows": rows, "sparsity": sparsity, "self_kind": kind,
+    return {"figure": "fig1_selfdata", "model": name, "tag": tag, "rows": rows, "sparsity": sparsity, "self_kind": kind,
             "config": cfg, "seed": cfg["seed"], "dreamlib": __version__, "quick": settings.QUICK,
-            "wall_s": time.perf_counter() - t0}
+            "resumed_from_state": resumed, "wall_s": time.perf_counter() - t0}
 
 
 def plot_per_set(result: dict, ax=None, metric: str = "psnr"):
@@ -165,7 +175,7 @@ def plot_per_set(result: dict, ax=None, metric: str = "psnr"):
     hi = max(res[s][metric] for res in rows.values() for s in sets)
     ax.set_ylim(lo - 0.1 * (hi - lo) - (1 if metric == "psnr" else 0.02), hi + 0.05 * (hi - lo))
     ax.legend(fontsize=8, ncol=2)
-    ax.set_title(f"{result['model']}: {result['figure']}")
+    ax.set_title(f"{result['model']}: {result['figure']}" + (f" ({result['tag']})" if result.get("tag") else ""))
     ax.figure.tight_layout()
     return ax
 
@@ -176,7 +186,7 @@ def write(result: dict, out_dir) -> Path:
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"{result['figure']}_{result['model']}"
+    stem = out_dir / (f"{result['figure']}_{result['model']}" + (f"_{result['tag']}" if result.get("tag") else ""))
     atomic_write_json(stem.with_suffix(".json"), result)
     sets = list(next(iter(result["rows"].values())))
     lines = [f"# {result['figure']}: {result['model']} (PSNR dB / SSIM, {result['config']['convention']})", "",
@@ -189,6 +199,11 @@ def write(result: dict, out_dir) -> Path:
         lines += ["", f"Rows {', '.join(result['reused_from_table'])} are taken from "
                       f"`{result.get('table_source') or 'a Table 1 run'}` (same seed and settings; the wall time "
                       f"above does not include them); the other rows were computed by this run."]
+    if result.get("command"):
+        lines += ["", f"Command: `{result['command']}`"]
+    if result.get("resumed_from_state"):
+        lines += ["", f"Rows {', '.join(result['resumed_from_state'])} continued an interrupted distillation "
+                      "from its state file (`--resume`); the wall time above covers only the last invocation."]
     md = stem.with_suffix(".md")
     atomic_write_text(md, "\n".join(lines) + "\n")
     sets_n = len(next(iter(result["rows"].values())))
