@@ -17,6 +17,11 @@ on the fly. Everything is drawn from one ``numpy.random.Generator`` seeded by
 ``seed``, so a run is a deterministic function of its configuration.
 (Synthesis costs 2-5 ms per 96x96 crop, i.e. under 10 % of a training step of
 any small model on a 2-core CPU, so no pre-generated pool is needed.)
+``augment="full"`` adds rescaling, rotations, vertical flips and channel
+permutations. ``procedural=p`` draws a fraction p of the clean crops from a
+fixed pool of dead-leaves pictures (:mod:`dreamlib.data.deadleaves`) instead:
+six training pictures are few content to learn inpainting from, which
+raindrop removal needs.
 
 Loss, optimiser, schedule (the same for the four networks, so their recipes
 differ only in size/steps):
@@ -36,6 +41,9 @@ differ only in size/steps):
   (|rainy - clean| > 30/255, weights 0.8^(N-t), scaled by 0.1). DuRN has one output.
 - AGAN's output is not residual: it starts as the exact identity map
   (:func:`identity_init_`), which the residual networks get for free.
+- ``init="kaiming"`` re-initialises every conv with He-normal weights
+  (:func:`kaiming_init_`) before that: PyTorch's default scale makes a plain
+  stack of ReLU convs (AGAN's bottleneck) start almost silent.
 - Adam (betas 0.9/0.999) with a linear warm-up over ``warmup`` steps and a
   cosine decay to ``lr * min_lr_ratio``: a short budget needs a high initial
   rate and the cosine tail is what brings the last dB.
