@@ -14,8 +14,9 @@ Baradad et al., "Learning to see by looking at noise", NeurIPS 2021).
 >>> from dreamlib.data.deadleaves import dead_leaves
 >>> img = dead_leaves(192, np.random.default_rng(0))   # float32 (192, 192, 3) in [0, 1]
 
-Colours are drawn from a palette (by default, pixels of the training-role
-pictures, so the colour statistics are natural ones), each leaf gets a faint
+Colours are drawn from a palette (the teachers' sampler passes pixels of the
+training-role pictures, so the colour statistics are natural ones; without one,
+colours are uniform in RGB), each leaf gets a faint
 linear shading and grain, and the picture a slight blur, so that edges are not
 perfectly aliased steps. Only a Python loop over leaves; no loop over pixels.
 """

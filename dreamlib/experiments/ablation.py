@@ -141,7 +141,7 @@ def selfdata(name: str = "hinet", *, sparsity: float = 0.3, kind: str = "light",
     cfg, teacher, sets = _setup(name, config, device, sets)
     pruned, _ = prune(teacher, "l1-uniform", sparsity=sparsity)
     rows = {"original": _evaluate(teacher, sets, cfg, progress),
-            f"l1 {int(100 * sparsity)} % (no fine-tuning)": _evaluate(pruned, sets, cfg, progress)}
+            f"l1 {pct} % (no fine-tuning)": _evaluate(pruned, sets, cfg, progress)}
     resumed = []
     for label, source in SELFDATA_SOURCES.items():
         dcfg = DistillConfig(**cfg["distill"], seed=cfg["seed"], source=source, self_kind=kind)
