@@ -185,9 +185,9 @@ def cmd_reproduce(args) -> int:
                 result = A.ablation(name, from_table=args.from_table, **kw)
             else:
                 result = A.selfdata(name, sparsity=args.sparsity, **kw)
-            from .train import _command_line
+            from .train import command_line
 
-            result["command"] = _command_line()
+            result["command"] = command_line()
             md = A.write(result, out)
             print(md.read_text())
         return 0

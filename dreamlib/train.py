@@ -631,7 +631,7 @@ def _parse_set(items) -> dict:
     return out
 
 
-def _command_line() -> str:
+def command_line() -> str:
     """This process's command line, with the environment variables that shape a run."""
     env = [f"{k}={os.environ[k]}" for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "DREAMLIB_QUICK")
            if os.environ.get(k)]
@@ -648,7 +648,7 @@ def cmd_train_teacher(args) -> int:
         images=[n.strip() for n in args.images.split(",") if n.strip()] if args.images else None, seed=args.seed, out_dir=args.out, state_path=args.state,
         checkpoint_every=args.checkpoint_every, resume=args.resume, stop_at=args.stop_at, threads=args.threads,
         progress=not args.no_progress, evaluate=not args.no_eval,
-        command=_command_line(), **_parse_set(args.set))
+        command=command_line(), **_parse_set(args.set))
     if card is None:
         print(f"stopped at step {args.stop_at}; continue with the same command plus --resume")
         return 0

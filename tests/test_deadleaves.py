@@ -30,15 +30,16 @@ def test_without_shading_grain_or_blur_every_pixel_is_a_palette_colour():
 
 
 def test_leaf_sizes_span_scales():
-    """Scale invariance shows as edges at every scale: a 4x down-sampled picture still has
-    about as many colour changes per pixel as the full one has at its own scale."""
+    """Power-law radii: hundreds of tiny visible leaves and, in the same picture, a few that
+    each cover over 1 % of it (without shading, grain or blur, a leaf is one flat colour)."""
     img = dead_leaves(256, np.random.default_rng(1), shading=0, grain=0, blur=0)
-    edges = (np.abs(np.diff(img, axis=1)).max(-1) > 1e-6).mean()
-    small = img[::4, ::4]
-    edges_small = (np.abs(np.diff(small, axis=1)).max(-1) > 1e-6).mean()
-    assert 0.02 < edges < 0.5
-    assert edges_small < 6 * edges  # a picture of uniform small blobs would be near 4x (or saturate)
-    assert edges_small > edges      # ... and one of large flat disks only would not change
+    _, area = np.unique(img.reshape(-1, 3), axis=0, return_counts=True)
+    assert (area < 20).sum() > 300
+    assert (area > 0.01 * img.shape[0] * img.shape[1]).sum() >= 3
+    # a single-scale picture of large disks fails the first check
+    big = dead_leaves(256, np.random.default_rng(1), shading=0, grain=0, blur=0, r_min=40)
+    _, area_big = np.unique(big.reshape(-1, 3), axis=0, return_counts=True)
+    assert (area_big < 20).sum() < 50
 
 
 def test_bad_arguments_are_clear_errors():
