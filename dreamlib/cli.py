@@ -171,6 +171,8 @@ def cmd_reproduce(args) -> int:
         raise SystemExit("--sparsity only applies to `reproduce selfdata` (Fig. 1's l1 sparsity); Tables 1-2 "
                          "prune to --target-gflops")
     cfg = load_config(args.config, **overrides)
+    from .train import command_line
+
     if args.table in ("ablation", "selfdata"):
         from .experiments import ablation as A
 
@@ -185,8 +187,6 @@ def cmd_reproduce(args) -> int:
                 result = A.ablation(name, from_table=args.from_table, **kw)
             else:
                 result = A.selfdata(name, sparsity=args.sparsity, **kw)
-            from .train import command_line
-
             result["command"] = command_line()
             md = A.write(result, out)
             print(md.read_text())
@@ -194,7 +194,7 @@ def cmd_reproduce(args) -> int:
     for name in args.model or TABLE_MODELS[args.table]:
         payload = run_table(args.table, name, variant=args.variant, config=cfg, checkpoint=args.checkpoint,
                             data_root=args.data_root, target_gflops=args.target_gflops, out_dir=args.out,
-                            resume=args.resume, progress=not args.no_progress)
+                            resume=args.resume, progress=not args.no_progress, command=command_line())
         from .experiments.tables import markdown
         print(markdown(payload))
     return 0

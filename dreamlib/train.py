@@ -278,6 +278,9 @@ def kaiming_init_(model: nn.Module) -> nn.Module:
     return model
 
 
+_LIVE_BIAS = 0.1  # keeps deconv2's identity channels on the live side of their ReLU
+
+
 @torch.no_grad()
 def identity_init_(model: nn.Module) -> nn.Module:
     """Start AGAN's generator as the exact identity map (in place; keys and shapes untouched).
@@ -290,6 +293,13 @@ def identity_init_(model: nn.Module) -> nn.Module:
     keeps its default initialisation, so the network starts at "output = input"
     and learns the correction, like the residual networks. The ``output`` weights
     of the other channels start at zero (they receive gradients from step one).
+
+    ``deconv2``'s channels 0-2 start with zero weights but a bias of
+    ``_LIVE_BIAS`` (and ``output`` subtracts it again, so the start is still the
+    exact identity): with a zero bias their pre-activation would be exactly 0,
+    the ReLU after ``deconv2`` would pass no gradient, and those 3 channels would
+    stay dead for the whole training (a sparsity-aware MAC count then reports
+    fewer MACs for the trained model than for a fresh build).
     """
     name = getattr(model, "dreamlib_name", None)
     if name != "agan":
@@ -304,7 +314,9 @@ def identity_init_(model: nn.Module) -> nn.Module:
         for c in range(3):
             conv.weight[c, c, kh // 2, kw // 2] = 1.0
     d2.weight[:, :3].zero_()  # ConvTranspose2d weight is (in, out, k, k)
-    d2.bias[:3].zero_()
+    d2.bias[:3].fill_(_LIVE_BIAS)
+    # conv10 and output copy the +_LIVE_BIAS through channels 0-2; cancel it at the end
+    out.bias[:3].fill_(-_LIVE_BIAS)
     return model
 
 

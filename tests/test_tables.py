@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,16 @@ def test_distill_from_lamp_adds_a_row_at_lamps_flops(tmp_path):
     with pytest.raises(ValueError, match="not among the pruned methods"):
         run_table("table1", "hinet", config={**cfg, "distill_from": ["erk"]}, out_dir=tmp_path,
                   progress=False, device="cpu")
+
+
+def test_markdown_shows_the_recorded_command():
+    from dreamlib.experiments.tables import markdown
+
+    saved = Path(__file__).resolve().parents[1] / "results" / "table2_small" / "table2_durn.json"
+    if not saved.is_file():
+        pytest.skip("committed Table 2 run not present")
+    payload = json.loads(saved.read_text())
+    payload["command"] = "python -m dreamlib reproduce table2 --model durn --config configs/small_cpu.yaml"
+    assert f"Command: `{payload['command']}`" in markdown(payload)
+    payload["command"] = None  # older reports: the equivalent command is rebuilt
+    assert "Command: `python -m dreamlib reproduce table2 --model durn --variant small" in markdown(payload)

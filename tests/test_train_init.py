@@ -50,3 +50,14 @@ def test_unknown_init_is_a_clear_error(tmp_path):
     assert INITS == ("default", "kaiming")
     with pytest.raises(ValueError, match="unknown init"):
         train_teacher("agan", steps=1, init="xavier", out_dir=tmp_path, evaluate=False, progress=False)
+
+
+def test_identity_init_leaves_no_dead_channel():
+    """deconv2's identity channels get gradients (a zero pre-activation behind a ReLU would not)."""
+    torch.manual_seed(0)
+    m = identity_init_(kaiming_init_(models.build("agan", "small")))
+    x = torch.rand(2, 3, 32, 32)
+    y = models.restore(m, x)
+    ((y - x.flip(-1)) ** 2).mean().backward()
+    g = m.deconv2[0].weight.grad  # (in, out, k, k)
+    assert g[:, :3].abs().sum() > 0

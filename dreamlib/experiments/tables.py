@@ -142,11 +142,14 @@ def _row(res: dict, sets) -> dict:
 
 def run_table(table: str, name: str, *, variant: str = "small", config: dict | None = None, checkpoint=None,
               data_root=None, target_gflops: float | None = None, out_dir=None, resume: bool = False,
-              device=None, progress: bool = True) -> dict:
+              device=None, progress: bool = True, command: str | None = None) -> dict:
     """Run the protocol for one model and write ``<out_dir>/<table>_<name>.{md,csv,json}``.
 
     Returns the JSON payload (rows keyed by method). ``resume`` continues an
-    interrupted distillation from its state file.
+    interrupted distillation from its state file. ``command`` is the command line
+    recorded in the report (the CLI passes its own, ``--config`` included); without
+    it the report shows the equivalent ``reproduce`` command, which cannot name a
+    config file.
     """
     from ..data.benchmark import benchmark_sets
     from ..data.datasets import open_sets
@@ -229,6 +232,7 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
         "distill_log_tail": {m: {k: v[-5:] for k, v in lg.rows.items()} for m, lg in logs.items()},
         "reports": {m: r.to_card() for m, r in comp.reports.items()},
         "paper": PAPER_TABLES[name],
+        "command": command,
     }
     stem = out_dir / f"{table}_{name}"
     models_ = {"teacher": teacher, **{m: comp.models[m] for m in ("lamp", "adaptive") if m in comp.models}}
@@ -314,8 +318,11 @@ def markdown(payload: dict) -> str:
     for method, v in paper["rows"].items():
         lines.append(f"| {method} | " + " | ".join(f"{v[2 * i]:.2f} / {v[2 * i + 1]:.3f}"
                                                      for i in range(len(paper["sets"]))) + " |")
-    extra = payload["config"].get("distill_from", ["adaptive"])
-    extra = "" if extra == ["adaptive"] else " --distill-from " + " ".join(extra)
-    lines += ["", f"Command: `python -m dreamlib reproduce {payload['table']} --model {payload['model']} "
-              f"--variant {payload['variant']}{extra}`" + (" (quick mode)" if payload["quick"] else "")]
+    command = payload.get("command")
+    if not command:
+        extra = payload["config"].get("distill_from", ["adaptive"])
+        extra = "" if extra == ["adaptive"] else " --distill-from " + " ".join(extra)
+        command = (f"python -m dreamlib reproduce {payload['table']} --model {payload['model']} "
+                   f"--variant {payload['variant']}{extra}")
+    lines += ["", f"Command: `{command}`" + (" (quick mode)" if payload["quick"] else "")]
     return "\n".join(lines) + "\n"
