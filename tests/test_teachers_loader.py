@@ -19,10 +19,7 @@ def test_recipes_match_the_shipped_cards():
         hp = json.loads(card_path.read_text())["hyperparameters"]
         for key, value in recipe.items():
             want = list(value) if isinstance(value, tuple) else value
-            # keys train_teacher does not know are model constructor overrides (e.g. widths)
-            got = hp.get(key, "hflip" if key == "augment" else None) if key in hp or key == "augment" \
-                else hp["model_overrides"].get(key)
-            assert got == want, (name, key)
+            assert hp.get(key, "hflip" if key == "augment" else None) == want, (name, key)
 
 
 def test_load_shipped_teacher_matches_file():
