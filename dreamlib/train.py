@@ -20,7 +20,7 @@ any small model on a 2-core CPU, so no pre-generated pool is needed.)
 ``augment="full"`` adds rescaling, rotations, vertical flips and channel
 permutations. ``procedural=p`` draws a fraction p of the clean crops from a
 fixed pool of dead-leaves pictures (:mod:`dreamlib.data.deadleaves`) instead:
-six training pictures are few content to learn inpainting from, which
+six training pictures are too little content to learn inpainting from, which
 raindrop removal needs.
 
 Loss, optimiser, schedule (the same for the four networks, so their recipes
