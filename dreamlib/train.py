@@ -44,6 +44,9 @@ differ only in size/steps):
 - ``init="kaiming"`` re-initialises every conv with He-normal weights
   (:func:`kaiming_init_`) before that: PyTorch's default scale makes a plain
   stack of ReLU convs (AGAN's bottleneck) start almost silent.
+  ``init="dirac"`` (:func:`dirac_init_`) goes further and starts each conv as a
+  channel-wise identity plus a little He noise, so the plain stack starts close
+  to a copy of its input and learns like a residual network.
 - Adam (betas 0.9/0.999) with a linear warm-up over ``warmup`` steps and a
   cosine decay to ``lr * min_lr_ratio``: a short budget needs a high initial
   rate and the cosine tail is what brings the last dB.
@@ -256,7 +259,10 @@ def teacher_loss(name: str, output, rainy: torch.Tensor, clean: torch.Tensor, au
 
 # ----------------------------------------------------------------------------- helpers
 
-INITS = ("default", "kaiming")
+INITS = ("default", "kaiming", "dirac")
+
+#: scale of the He-normal noise on top of the identity kernels of ``init="dirac"``
+DIRAC_NOISE = 0.3
 
 
 @torch.no_grad()
@@ -275,6 +281,52 @@ def kaiming_init_(model: nn.Module) -> nn.Module:
             nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+    return model
+
+
+@torch.no_grad()
+def dirac_init_(model: nn.Module, noise: float = DIRAC_NOISE) -> nn.Module:
+    """Start every conv as (close to) a channel-wise identity, in place; keys and shapes untouched.
+
+    A plain stack of ReLU convs (AGAN's 14-conv path from ``conv2`` down to 1/4
+    resolution and back up through ``deconv2``) learns slowly even at the He
+    scale: the correction it must learn travels through every layer. Here each
+    conv first gets He-normal weights scaled by ``noise`` and zero bias
+    (:func:`kaiming_init_`), then the kernel of output channel ``c`` gets a 1 at
+    the centre tap of input channel ``c`` for ``c < min(in, out)``. Post-ReLU
+    features are non-negative, so a conv with that kernel alone followed by a
+    ReLU passes them on unchanged; with the noise added, the output of the small
+    AGAN's eight 1/4-resolution convs still correlates with their input (about
+    0.3, against about 0 with He weights alone), so the deep path starts close to
+    a residual network's and its layers get useful gradients from step one.
+    Strided convs keep every second pixel of those channels; transposed convs
+    (``ConvTranspose2d(k=4, s=2, p=1)``) get the bilinear upsampling kernel on
+    them instead of the 1.
+
+    Meant for plain (non-residual) stacks. It touches every conv: inside a
+    residual block it doubles the identity path at the start (AGAN's attention
+    branch; the shipped teacher was trained that way). Apply it before
+    :func:`identity_init_`.
+
+    Small AGAN, same data stream, training PSNR averaged over steps 1500-2000:
+    He init at lr 3e-3 22.8 dB; dirac at lr 7e-4 24.9 dB, at 1.5e-3 24.5 dB, and
+    at 3e-3 no better than He over its first 800 steps. On the benchmark: +4.62 /
+    +4.53 dB after 6500 steps (dirac, 7e-4) against +2.63 / +2.08 after 10000 (He).
+    """
+    kaiming_init_(model)
+    bilinear = torch.tensor([0.25, 0.75, 0.75, 0.25])
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.groups == 1:
+            m.weight.mul_(noise)
+            if isinstance(m, nn.ConvTranspose2d):
+                cin, cout, kh, kw = m.weight.shape
+                if (kh, kw) == (4, 4) and m.stride == (2, 2):
+                    for c in range(min(cin, cout)):
+                        m.weight[c, c] += torch.outer(bilinear, bilinear)
+                continue
+            cout, cin, kh, kw = m.weight.shape
+            for c in range(min(cin, cout)):
+                m.weight[c, c, kh // 2, kw // 2] += 1.0
     return model
 
 
@@ -434,8 +486,9 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
         steps, batch_size, crop, lr, min_lr_ratio, warmup, aux_weight, grad_clip:
             the recipe (module docstring); ``crop`` must be a multiple of the model's pad multiple.
         augment: ``"hflip"`` or ``"full"`` (see :class:`RainPairSampler`).
-        init: ``"default"`` (PyTorch's layer initialisation) or ``"kaiming"``: He-normal
-            weights and zero biases for every conv (:func:`kaiming_init_`), applied before
+        init: ``"default"`` (PyTorch's layer initialisation), ``"kaiming"``: He-normal
+            weights and zero biases for every conv (:func:`kaiming_init_`), or ``"dirac"``:
+            identity kernels plus scaled He noise (:func:`dirac_init_`); applied before
             ``identity_init``.
         procedural: fraction of training crops that are dead-leaves pictures
             (:mod:`dreamlib.data.deadleaves`) instead of crops of the training pictures.
@@ -495,6 +548,8 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
     model = models.build(name, variant, **model_overrides)
     if init == "kaiming":
         kaiming_init_(model)
+    elif init == "dirac":
+        dirac_init_(model)
     if config["identity_init"]:
         identity_init_(model)
     m = models.pad_multiple(model)
@@ -697,7 +752,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--augment", default="hflip", choices=AUGMENTATIONS,
                    help="hflip: horizontal flips; full: also rescaling, rotations, vertical flips, channel order")
     t.add_argument("--init", default="default", choices=INITS,
-                   help="weight initialisation: PyTorch's default, or He-normal for every conv (kaiming)")
+                   help="weight initialisation: PyTorch's default, He-normal for every conv (kaiming), or "
+                        "identity kernels plus scaled He noise for plain conv stacks (dirac)")
     t.add_argument("--procedural", type=float, default=0.0, metavar="FRACTION",
                    help="fraction of training crops that are procedural dead-leaves pictures instead of "
                         "crops of the train-role images (default 0)")
