@@ -340,11 +340,13 @@ def identity_init_(model: nn.Module) -> nn.Module:
     AGAN's output is not residual, so with the default initialisation the first
     hundreds of steps are spent learning to copy the input (a 600-step pilot still
     scored below the rainy input). Here ``conv1`` copies the image into its first
-    3 channels (ReLU keeps [0, 1] values), ``deconv2`` adds nothing to them,
-    ``conv10`` copies them on and ``output`` reads only them; every other weight
-    keeps its default initialisation, so the network starts at "output = input"
-    and learns the correction, like the residual networks. The ``output`` weights
-    of the other channels start at zero (they receive gradients from step one).
+    3 channels (ReLU keeps [0, 1] values), ``deconv2`` adds only a constant to
+    them (see below), ``conv10`` copies them on and ``output`` reads only them;
+    every other weight keeps the initialisation it had (PyTorch's default,
+    :func:`kaiming_init_` or :func:`dirac_init_`), so the network starts at
+    "output = input" and learns the correction, like the residual networks. The
+    ``output`` weights of the other channels start at zero (they receive
+    gradients from step one).
 
     ``deconv2``'s channels 0-2 start with zero weights but a bias of
     ``_LIVE_BIAS`` (and ``output`` subtracts it again, so the start is still the
