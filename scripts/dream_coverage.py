@@ -1,0 +1,58 @@
+"""How much work does a teacher do on its dreams, next to real rainy images?
+
+The adaptive pruning search and the dream-distillation only see the dreamed batch
+X. If the teacher barely changes X, the modules that remove rain are never
+exercised there, and the search may prune them away (README, Table 2 AGAN row).
+This script dreams X exactly as ``reproduce table1/table2`` does (same config,
+same seed) and prints, for X and for each rainy benchmark set, the fraction of
+pixels the teacher changes by more than ``--threshold`` (in 0-255 units, any
+channel) and the mean absolute change.
+
+    python scripts/dream_coverage.py --model agan --config configs/small_cpu.yaml
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from dreamlib.data.benchmark import benchmark_sets
+from dreamlib.dream import dream, make_targets
+from dreamlib.experiments.tables import load_config
+from dreamlib.train import EVAL_FAMILY
+from dreamlib.models import restore
+from dreamlib.teachers import load_teacher
+
+
+def change(teacher, x: torch.Tensor, threshold: float) -> tuple[float, float]:
+    """(fraction of pixels changed by more than threshold/255 in some channel, mean |T(x) - x|)."""
+    x = x.clamp(0, 1)
+    with torch.no_grad():
+        d = (restore(teacher, x).clamp(0, 1) - x).abs()
+    return float((d.amax(1) > threshold / 255).float().mean()), float(d.mean())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, choices=sorted(EVAL_FAMILY))
+    ap.add_argument("--config", default=None, help="the reproduce config whose dream_x settings to use")
+    ap.add_argument("--threshold", type=float, default=30.0, help="change threshold, 0-255 units (default 30)")
+    args = ap.parse_args()
+
+    cfg = load_config(args.config)
+    dx = cfg["dream_x"]
+    teacher = load_teacher(args.model).eval()
+    # the same call as dreamlib.experiments.tables.run_table
+    X = dream(teacher, make_targets(dx["batch_size"], dx["crop"], seed=cfg["seed"]), steps=dx["steps"],
+              lambda_orth=0.05, orth_schedule="cosine", seed=cfg["seed"], progress=False).x
+    rows = [("dreamed X (%d x %dx%d)" % (dx["batch_size"], dx["crop"], dx["crop"]), *change(teacher, X, args.threshold))]
+    for name, ds in benchmark_sets(family=EVAL_FAMILY[args.model]).items():
+        xs = torch.stack([ds[i]["input"] for i in range(len(ds))])
+        rows.append((f"rainy {name} ({len(ds)} images)", *change(teacher, xs, args.threshold)))
+    print(f"{args.model} teacher: pixels changed by more than {args.threshold:g}/255")
+    for label, frac, mean in rows:
+        print(f"  {label:32s} {100 * frac:6.2f} %   mean |change| {mean:.4f}")
+
+
+if __name__ == "__main__":
+    main()
