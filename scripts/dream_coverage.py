@@ -17,8 +17,7 @@ import argparse
 import torch
 
 from dreamlib.data.benchmark import benchmark_sets
-from dreamlib.dream import dream, make_targets
-from dreamlib.experiments.tables import load_config
+from dreamlib.experiments.tables import dream_x, load_config
 from dreamlib.train import EVAL_FAMILY
 from dreamlib.models import restore
 from dreamlib.teachers import load_teacher
@@ -40,12 +39,10 @@ def main() -> None:
     args = ap.parse_args()
 
     cfg = load_config(args.config)
-    dx = cfg["dream_x"]
     teacher = load_teacher(args.model).eval()
-    # the same call as dreamlib.experiments.tables.run_table
-    X = dream(teacher, make_targets(dx["batch_size"], dx["crop"], seed=cfg["seed"]), steps=dx["steps"],
-              lambda_orth=0.05, orth_schedule="cosine", seed=cfg["seed"], progress=False).x
-    rows = [("dreamed X (%d x %dx%d)" % (dx["batch_size"], dx["crop"], dx["crop"]), *change(teacher, X, args.threshold))]
+    X = dream_x(teacher, cfg)  # the batch run_table's adaptive search sees
+    n, _, h, w = X.shape
+    rows = [(f"dreamed X ({n} x {h}x{w})", *change(teacher, X, args.threshold))]
     for name, ds in benchmark_sets(family=EVAL_FAMILY[args.model]).items():
         xs = torch.stack([ds[i]["input"] for i in range(len(ds))])
         rows.append((f"rainy {name} ({len(ds)} images)", *change(teacher, xs, args.threshold)))

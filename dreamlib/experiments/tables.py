@@ -140,6 +140,20 @@ def _row(res: dict, sets) -> dict:
     return out
 
 
+def dream_x(teacher, cfg: dict, *, device=None, progress: bool = False):
+    """The batch X that the adaptive search measures PSNR on: ``cfg["dream_x"]``
+    (batch_size, crop, steps) dreamed from ``teacher`` with seed ``cfg["seed"]``.
+    Returns a (batch_size, 3, crop, crop) tensor on ``device``."""
+    from ..dream import dream, make_targets
+
+    dx = cfg["dream_x"]
+    targets = make_targets(dx["batch_size"], dx["crop"], seed=cfg["seed"])
+    if device is not None:
+        targets = targets.to(device)
+    return dream(teacher, targets, steps=dx["steps"], lambda_orth=0.05, orth_schedule="cosine",
+                 seed=cfg["seed"], progress=progress).x
+
+
 def run_table(table: str, name: str, *, variant: str = "small", config: dict | None = None, checkpoint=None,
               data_root=None, target_gflops: float | None = None, out_dir=None, resume: bool = False,
               device=None, progress: bool = True, command: str | None = None) -> dict:
@@ -154,7 +168,6 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
     from ..data.benchmark import benchmark_sets
     from ..data.datasets import open_sets
     from ..distill import DistillConfig, distill
-    from ..dream import dream, make_targets
     from ..evaluate import evaluate
     from ..flops import count_macs
     from ..prune import compare_methods, paper_target_macs
@@ -183,9 +196,7 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
     target = int(round(target_gflops * 1e9)) if target_gflops else paper_target_macs(teacher, name)
 
     t0 = time.perf_counter()
-    dx = cfg["dream_x"]
-    X = dream(teacher, make_targets(dx["batch_size"], dx["crop"], seed=cfg["seed"]).to(device), steps=dx["steps"],
-              lambda_orth=0.05, orth_schedule="cosine", seed=cfg["seed"], progress=progress).x
+    X = dream_x(teacher, cfg, device=device, progress=progress)
     wall["dream_X"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
