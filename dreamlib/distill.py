@@ -79,6 +79,8 @@ class DistillConfig:
         self_kind: rain kind of the self-collected data.
         seed: targets, noise and priors all derive from it.
         amp: CUDA automatic mixed precision for the student (ignored on CPU).
+        residual_floor, lambda_res: beyond the paper, the dreams' residual floor (see
+            :mod:`dreamlib.dream`); ``None`` = the paper's plain Eq. 5.
         freeze_bn: keep the student's BatchNorm layers in eval mode (the teacher's running
             statistics) while its weights train. Dreamed images do not have the statistics of
             real rainy images, and letting them overwrite the running means cost the small DuRN
@@ -102,6 +104,8 @@ class DistillConfig:
     seed: int = 0
     amp: bool = False
     freeze_bn: bool = True
+    residual_floor: float | None = None
+    lambda_res: float = 1.0
 
     def __post_init__(self):
         if self.source not in SOURCES:
@@ -180,6 +184,7 @@ class DreamDistiller:
         cfg = self.cfg
         return Dreamer(self.teacher, self.targets, lr=cfg.lr_x, lambda_orth=cfg.lambda_orth,
                        orth_schedule=cfg.orth_schedule, total_steps=cfg.reinit_every,
+                       residual_floor=cfg.residual_floor, lambda_res=cfg.lambda_res,
                        seed=cfg.seed * 7919 + k, device=self.device)
 
     def _inputs(self):

@@ -48,7 +48,10 @@ def _fake_table(cfg, value):
     for s in ("Rain100H", "Rain100L", "average"):
         row[f"{s}/psnr"], row[f"{s}/ssim"] = value, 0.5
     labels = ["original", "l1-uniform", "adaptive (before distillation)", "ours: adaptive + dream-distill"]
-    return {"config": cfg, "rows": {label: dict(row) for label in labels}}
+    from dreamlib import settings
+
+    return {"config": cfg, "model": "hinet", "variant": "small", "quick": settings.QUICK, "checkpoint": None,
+            "rows": {label: dict(row) for label in labels}}
 
 
 def test_ablation_reuses_a_table_made_with_the_same_settings(tmp_path, sets):
@@ -64,6 +67,12 @@ def test_ablation_reuses_a_table_made_with_the_same_settings(tmp_path, sets):
     again = A.ablation("hinet", config=cfg, sets=sets, device="cpu", progress=False, state_dir=tmp_path,
                        resume=True, from_table=_fake_table(cfg, 11.0))
     assert again["rows"]["+AP +KD"] == r["rows"]["+AP +KD"]  # the finished state was picked up
+
+
+def test_ablation_refuses_a_table_of_another_model(sets):
+    table = {**_fake_table(tiny(), 11.0), "model": "mprnet"}
+    with pytest.raises(ValueError, match="model = 'mprnet'"):
+        A.ablation("hinet", config=tiny(), sets=sets, device="cpu", progress=False, from_table=table)
 
 
 def test_ablation_refuses_a_table_with_other_settings(sets):

@@ -10,9 +10,10 @@ b: 150 small (w ~ 0.016, w^2 ~ 2.56e-4), 100 medium (0.02, w^2 = 4e-4), 250 of 0
 (The small weights are spread by 1e-6 relative so that the ranking is unique.)
 
 - a first: its 600 small weights fit (0.114 <= 0.15), the 601st does not -> 0.6.
-- b after a: budget 0.15 - 0.114 = 0.036 -> 0.036 / 2.56e-4 = 140.6 -> 140 weights -> 0.28.
-- b alone: 150 small + 100 medium = 0.0384 + 0.04 = 0.0784 <= 0.15, the next is 0.81 -> 0.5.
-- at the paper's tp = 50 dB the budget is 0.015: 0.015 / 1.9e-4 = 78.9 -> 78 weights of a, none of b.
+- b after a (cumulative order): budget 0.15 - 0.114 = 0.036 -> 0.036 / 2.56e-4 = 140.6 -> 140 weights -> 0.28.
+- b alone (independent order): 150 small + 100 medium = 0.0384 + 0.04 = 0.0784 <= 0.15, the next is 0.81 -> 0.5.
+- at the paper's tp = 50 dB the budget is 0.015: 0.015 / 1.9e-4 = 78.9 -> 78 weights of a; then none of b
+  (cumulative), or b alone 0.015 / 2.56e-4 = 58.6 -> 58 weights (independent).
 
 With eps = 1e-3 (< 1/1000) the bisection resolves single weights, so the counts are exact.
 """
@@ -71,7 +72,8 @@ def expected_psnr(removed_sq_sum):
 def test_adaptive_finds_the_hand_made_breakpoints_with_accumulation():
     toy = Toy()
     student, report = P.prune(toy, "adaptive", X=X_TOY, tp=40.0, eps=1e-3, modules=["a", "b"],
-                              input_size=TOY_SIZE)
+                              input_size=TOY_SIZE, order="cumulative")
+    assert report.details["order"] == "cumulative"
     assert report.module_sparsity == {"a": 0.6, "b": pytest.approx(140 / 500)}
     # exactly the smallest weights went: a's 600 small, b's 140 smallest
     wa, wb = toy.a.weight.detach().flatten(), toy.b.weight.detach().flatten()
@@ -85,15 +87,100 @@ def test_adaptive_finds_the_hand_made_breakpoints_with_accumulation():
     assert report.macs_after == count_macs(student, TOY_SIZE) == (NA + NB) - 600 - 140
 
 
+def test_adaptive_independent_order_judges_each_module_alone():
+    toy = Toy()
+    student, report = P.prune(toy, "adaptive", X=X_TOY, tp=40.0, eps=1e-3, modules=["a", "b"], input_size=TOY_SIZE)
+    assert report.details["order"] == "independent"  # the default
+    # each module alone: a 600 (0.114), b 250 (0.0784); applied together they remove 0.1924 > 0.15,
+    # so the student's PSNR is below tp: tp bounds each module, not the whole student
+    assert report.module_sparsity == {"a": 0.6, "b": 0.5}
+    wa, wb = (torch.sort(w)[0].double() for w in toy_weights())
+    removed = float((wa[:600] ** 2).sum() + (wb[:250] ** 2).sum())
+    assert report.details["psnr_on_X"] == pytest.approx(expected_psnr(removed), abs=1e-3)
+    assert report.details["psnr_on_X"] < 40.0
+    # 10 trials per module, one unpruned forward, one forward of the combined student
+    assert report.search["forwards"] == 2 * 10 + 2
+    assert report.macs_after == count_macs(student, TOY_SIZE) == (NA + NB) - 600 - 250
+
+
+def test_adaptive_independent_order_does_not_depend_on_the_module_order():
+    toy = Toy()
+    _, ab = P.prune(toy, "adaptive", X=X_TOY, tp=43.0, modules=["a", "b"], input_size=TOY_SIZE)
+    _, ba = P.prune(toy, "adaptive", X=X_TOY, tp=43.0, modules=["b", "a"], input_size=TOY_SIZE)
+    assert ab.module_sparsity == ba.module_sparsity
+    assert ab.layer_sparsity == ba.layer_sparsity
+    # the cumulative reading does depend on it (the first module spends the budget)
+    _, cab = P.prune(toy, "adaptive", X=X_TOY, tp=43.0, modules=["a", "b"], input_size=TOY_SIZE, order="cumulative")
+    _, cba = P.prune(toy, "adaptive", X=X_TOY, tp=43.0, modules=["b", "a"], input_size=TOY_SIZE, order="cumulative")
+    assert cab.module_sparsity != cba.module_sparsity
+
+
+def test_adaptive_independent_macs_grow_with_tp_and_trials_are_reused():
+    toy = Toy()
+    probe = P.Probe(toy, X_TOY, ["a", "b"])
+    cache: dict = {}
+    macs = [P.sweep(probe, tp, 1e-3, input_size=TOY_SIZE, cache=cache).macs for tp in (35.0, 40.0, 45.0, 50.0, 60.0)]
+    assert macs == sorted(macs)
+    first = P.sweep(P.Probe(toy, X_TOY, ["a", "b"]), 41.0, 1e-3, input_size=TOY_SIZE)
+    again = P.sweep(probe, 41.0, 1e-3, input_size=TOY_SIZE, cache=cache)
+    assert again.counts == first.counts
+    assert again.steps < first.steps  # bisection midpoints repeat across thresholds
+
+
+def test_adaptive_rejects_an_unknown_order():
+    with pytest.raises(ValueError, match="order must be one of"):
+        P.prune(Toy(), "adaptive", X=X_TOY, modules=["a"], input_size=TOY_SIZE, order="forward")
+
+
 def test_adaptive_module_alone_and_the_paper_threshold():
     toy = Toy()
     _, alone = P.prune(toy, "adaptive", X=X_TOY, tp=40.0, modules=["b"], input_size=TOY_SIZE)
     assert alone.module_sparsity == {"b": 0.5}
     assert alone.details["uncovered_layers"] == ["a"]
-    # at the paper's 50 dB the budget is 1500 * 1e-5 = 0.015: 78 weights of a, none of b
-    _, strict = P.prune(toy, "adaptive", X=X_TOY, modules=["a", "b"], input_size=TOY_SIZE)
+    # at the paper's 50 dB the budget is 1500 * 1e-5 = 0.015: 78 weights of a, then none of b (cumulative)
+    # or b alone 58 (independent)
+    _, strict = P.prune(toy, "adaptive", X=X_TOY, modules=["a", "b"], input_size=TOY_SIZE, order="cumulative")
     assert strict.details["tp"] == 50.0
     assert strict.module_sparsity == {"a": pytest.approx(78 / 1000), "b": 0.0}
+    _, alone50 = P.prune(toy, "adaptive", X=X_TOY, modules=["a", "b"], input_size=TOY_SIZE)
+    assert alone50.module_sparsity == {"a": pytest.approx(78 / 1000), "b": pytest.approx(58 / 500)}
+
+
+def test_dream_budget_finds_the_least_damaging_allocation():
+    """On the toy, the output error of pruning weight w is w^2 / 1500 and adds exactly, so the best
+    way to save 800 MACs (one per weight) removes the 800 smallest weights of the two layers:
+    all 600 small ones of a (0.6) and 200 of b (0.4), both on the default 1/40 grid."""
+    toy = Toy()
+    target = (NA + NB) - 800
+    student, report = P.prune(toy, "dream-budget", X=X_TOY, target_macs=target, modules=["a", "b"],
+                              input_size=TOY_SIZE)
+    assert report.method == "dream-budget" and report.details["beyond_the_paper"]
+    assert report.module_sparsity == {"a": pytest.approx(0.6), "b": pytest.approx(0.4)}
+    assert report.macs_after == count_macs(student, TOY_SIZE) == target
+    w_all = torch.sort(torch.cat(toy_weights()))[0].double()
+    best = float((w_all[:800] ** 2).sum()) / (NA + NB)
+    assert report.details["mse_on_X"] == pytest.approx(best, rel=1e-6)
+    assert report.details["mse_predicted"] == pytest.approx(best, rel=1e-6)
+    # uniform l1 at the same MACs cuts both layers at 53 %, so it removes 0.9-weights of b
+    l1, _ = P.prune(toy, "l1-uniform", target_macs=target, input_size=TOY_SIZE)
+    with torch.no_grad():
+        err_l1 = float(((l1(X_TOY) - toy(X_TOY)) ** 2).mean())
+    assert err_l1 > 5 * best
+
+
+def test_dream_budget_hits_an_off_grid_target_within_0p1_percent():
+    toy = Toy()
+    target = (NA + NB) - 777
+    student, report = P.prune(toy, "dream-budget", X=X_TOY, target_macs=target, modules=["a", "b"],
+                              input_size=TOY_SIZE, grid=[0.0, 0.25, 0.5, 0.75, 1.0])
+    assert abs(count_macs(student, TOY_SIZE) - target) <= 1e-3 * target and report.search["hit"]
+
+
+def test_dream_budget_needs_x_and_a_target():
+    with pytest.raises(ValueError, match="needs X="):
+        P.prune(Toy(), "dream-budget", target_macs=1000, modules=["a"], input_size=TOY_SIZE)
+    with pytest.raises(ValueError, match="target_macs="):
+        P.prune(Toy(), "dream-budget", X=X_TOY, modules=["a"], input_size=TOY_SIZE)
 
 
 def test_sensitivity_map_of_the_toy():

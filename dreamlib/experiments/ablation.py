@@ -51,11 +51,15 @@ def _evaluate(model, sets, cfg, progress):
     return evaluate(model, sets, convention=cfg["convention"], progress=progress, limit=cfg["eval_limit"])
 
 
-def _table_rows(table, cfg) -> dict:
+def _table_rows(table, cfg, name: str) -> dict:
     """The l1 / +AP / full-method / original rows of a finished Table 1/2 run made with the same settings."""
     import json
 
     payload = json.loads(Path(table).read_text()) if not isinstance(table, dict) else table
+    for key, want in (("model", name), ("variant", "small"), ("quick", settings.QUICK), ("checkpoint", None)):
+        if payload.get(key) != want:
+            raise ValueError(f"--from-table: the table was made with {key} = {payload.get(key)!r}, this ablation "
+                             f"needs {want!r}; give the table of the same model and mode, or drop --from-table")
     keys = ("seed", "convention", "dream_x", "adaptive", "distill", "eval_limit")
     diff = [k for k in keys if payload["config"].get(k) != cfg.get(k)]
     if diff:
@@ -82,18 +86,17 @@ def ablation(name: str = "hinet", *, config: dict | None = None, sets: dict | No
             l1, adaptive, full-method and original rows are taken as they are (same seed, same
             protocol), so only the ``+AP +KD`` (no L_orth) student is distilled here.
     """
-    from ..distill import DistillConfig, distill
-    from ..dream import dream, make_targets
+    from ..distill import distill
     from ..prune import copy_model, paper_target_macs, prune
+    from .tables import distill_config, dream_x
 
     t0 = time.perf_counter()
     cfg, teacher, sets = _setup(name, config, device, sets)
-    reused = _table_rows(from_table, cfg) if from_table is not None else {}
+    reused = _table_rows(from_table, cfg, name) if from_table is not None else {}
     target = paper_target_macs(teacher, name)
-    dx = cfg["dream_x"]
-    # the same X as the table runner (lambda_orth 0.05, cosine), so +AP is the table's adaptive student
-    X = dream(teacher, make_targets(dx["batch_size"], dx["crop"], seed=cfg["seed"]), steps=dx["steps"],
-              lambda_orth=0.05, orth_schedule="cosine", seed=cfg["seed"], progress=progress).x
+    # the same X as the table runner, so +AP is the table's adaptive student
+    x_info: dict = {}
+    X = dream_x(teacher, cfg, progress=progress, info=x_info)
     rows, resumed = {}, []
     if "l1" in reused:
         rows["l1"] = reused["l1"]
@@ -106,7 +109,7 @@ def ablation(name: str = "hinet", *, config: dict | None = None, sets: dict | No
         if label in reused:
             rows[label] = reused[label]
             continue
-        dcfg = DistillConfig(**{**cfg["distill"], "lambda_orth": lam}, seed=cfg["seed"])
+        dcfg = distill_config(cfg, x_info, lambda_orth=lam)
         state = Path(state_dir) / f"fig6_{name}_lorth{lam:g}.distill-state.pt" if state_dir else None
         go_on = bool(resume and state and state.is_file())
         resumed += [label] if go_on else []
@@ -116,6 +119,7 @@ def ablation(name: str = "hinet", *, config: dict | None = None, sets: dict | No
     return {"figure": "fig6_ablation", "model": name, "rows": rows, "target_macs": target, "config": cfg,
             "seed": cfg["seed"], "dreamlib": __version__, "quick": settings.QUICK,
             "reused_from_table": sorted(reused) if reused else [], "resumed_from_state": resumed,
+            "dream_residual_floor": x_info["residual_floor"], "dream_coverage_X": x_info["coverage"],
             "table_source": str(from_table) if isinstance(from_table, (str, Path)) else None,
             "wall_s": time.perf_counter() - t0}
 
@@ -129,8 +133,9 @@ def selfdata(name: str = "hinet", *, sparsity: float = 0.3, kind: str = "light",
     sparsity). At a sparsity other than the paper's 30 % the result carries a ``tag``
     (``l1-50`` for 50 %), so :func:`write` gives it its own files.
     """
-    from ..distill import DistillConfig, distill
+    from ..distill import distill
     from ..prune import copy_model, prune
+    from .tables import distill_config, dream_x
 
     t0 = time.perf_counter()
     if not 0.0 < sparsity < 1.0:
@@ -143,8 +148,11 @@ def selfdata(name: str = "hinet", *, sparsity: float = 0.3, kind: str = "light",
     rows = {"original": _evaluate(teacher, sets, cfg, progress),
             f"l1 {pct} % (no fine-tuning)": _evaluate(pruned, sets, cfg, progress)}
     resumed = []
+    x_info = {"residual_floor": None}
+    if cfg["distill"].get("residual_floor") == "auto":  # decided on the table runner's X
+        dream_x(teacher, cfg, progress=progress, info=x_info)
     for label, source in SELFDATA_SOURCES.items():
-        dcfg = DistillConfig(**cfg["distill"], seed=cfg["seed"], source=source, self_kind=kind)
+        dcfg = distill_config(cfg, x_info, source=source, self_kind=kind)
         state = Path(state_dir) / f"fig1_{name}{suffix}_{source}.distill-state.pt" if state_dir else None
         go_on = bool(resume and state and state.is_file())
         resumed += [f"fine-tuned on {label}"] if go_on else []
@@ -208,7 +216,9 @@ def write(result: dict, out_dir) -> Path:
     atomic_write_text(md, "\n".join(lines) + "\n")
     sets_n = len(next(iter(result["rows"].values())))
     ax = plot_per_set(result, ax=Figure(figsize=(max(7, 1.6 * sets_n), 3.8)).subplots())
-    tmp = stem.with_name(stem.name + ".tmp.png")
+    import os
+
+    tmp = stem.with_name(f"{stem.name}.{os.getpid()}.tmp.png")  # unique per process
     ax.figure.savefig(tmp, dpi=90)
     tmp.replace(stem.with_suffix(".png"))
     return md

@@ -62,23 +62,38 @@ PAPER_TABLES = {
         "ours": [31.18, .921, 24.82, .808], "original": [31.51, .921, 24.92, .809]}},
 }
 
-#: Full settings for the small teachers on a CPU (configs/table1_small.yaml holds the same).
+#: Full settings for the small teachers on a CPU (configs/small_cpu.yaml holds the same).
 DEFAULT_CONFIG = {
     "seed": 0,
     "convention": "basicsr",
-    "methods": ["l1-uniform", "erk", "lamp", "adaptive"],
-    "dream_x": {"batch_size": 8, "crop": 64, "steps": 150},
-    "adaptive": {"eps": 1e-3},
+    "methods": ["l1-uniform", "erk", "lamp", "adaptive", "dream-budget"],
+    # residual_floor: None = the paper's plain Eq. 5; a number = the dreams' residual floor
+    # (dreamlib.dream, beyond the paper); "auto" = plain dreams, redreamed with AUTO_FLOOR
+    # (and the distillation's dreams too) when the teacher changes under AUTO_MIN_CHANGE of their pixels
+    "dream_x": {"batch_size": 8, "crop": 64, "steps": 150, "residual_floor": "auto"},
+    "adaptive": {"eps": 1e-3, "order": "independent"},
+    "dream-budget": {},
+    "paper_tp": 50.0,  # the paper's protocol (tp fixed, FLOPs follow) is reported beside the equal-FLOPs rows
     "distill": {"steps": 1800, "reinit_every": 600, "batch_size": 8, "crop": 64, "lr_x": 5e-2,
-                "lambda_orth": 0.05, "orth_schedule": "cosine", "lr_student": 1e-4, "lambda_kd": 1.0},
+                "lambda_orth": 0.05, "orth_schedule": "cosine", "lr_student": 1e-4, "lambda_kd": 1.0,
+                "residual_floor": "auto"},
     # which pruned students are distilled by dreaming: the paper distils the adaptive one;
     # adding "lamp" asks how much of the result is the allocation and how much the dreaming
-    "distill_from": ["adaptive"],
+    "distill_from": ["adaptive", "dream-budget", "lamp"],
     "eval_limit": None,
 }
 
 #: The row label of a student distilled from each pruning method.
-DISTILLED_LABEL = {"adaptive": "ours: adaptive + dream-distill"}
+DISTILLED_LABEL = {"adaptive": "ours: adaptive + dream-distill",
+                   "dream-budget": "dream-budget + dream-distill (beyond the paper)"}
+
+#: "auto" residual floor: plain dreams that the teacher changes on fewer than this fraction of
+#: pixels (by more than 30/255) carry no degradation; they are dreamed again with AUTO_FLOOR.
+AUTO_MIN_CHANGE = 0.01
+#: Mean |T(x) - x| asked of each dream then (0-1 units). Chosen on the small DuRN's dreams:
+#: the smallest of 0.02 / 0.04 / 0.06 whose dreams the teacher changes about as much as the
+#: rainy test inputs of its family (pixels changed > 30/255; 5.0 / 9.3 / 11.2 % vs 8.2 / 7.3 %).
+AUTO_FLOOR = 0.04
 
 
 def distilled_label(method: str) -> str:
@@ -140,18 +155,64 @@ def _row(res: dict, sets) -> dict:
     return out
 
 
-def dream_x(teacher, cfg: dict, *, device=None, progress: bool = False):
+def dream_x(teacher, cfg: dict, *, device=None, progress: bool = False, info: dict | None = None):
     """The batch X that the adaptive search measures PSNR on: ``cfg["dream_x"]``
-    (batch_size, crop, steps) dreamed from ``teacher`` with seed ``cfg["seed"]``.
-    Returns a (batch_size, 3, crop, crop) tensor on ``device``."""
-    from ..dream import dream, make_targets
+    (batch_size, crop, steps, residual_floor) dreamed from ``teacher`` with seed ``cfg["seed"]``.
+    Returns a (batch_size, 3, crop, crop) tensor on ``device``. ``info`` (a dict), if given,
+    receives ``residual_floor`` (the floor used, or None) and ``coverage`` (:func:`teacher_change`
+    of X; with ``"auto"`` also ``coverage_plain``, that of the plain dreams)."""
+    from ..dream import dream, make_targets, teacher_change
 
     dx = cfg["dream_x"]
     targets = make_targets(dx["batch_size"], dx["crop"], seed=cfg["seed"])
     if device is not None:
         targets = targets.to(device)
-    return dream(teacher, targets, steps=dx["steps"], lambda_orth=0.05, orth_schedule="cosine",
-                 seed=cfg["seed"], progress=progress).x
+    floor = dx.get("residual_floor")
+    info = {} if info is None else info
+
+    def run(f):
+        return dream(teacher, targets, steps=dx["steps"], lambda_orth=0.05, orth_schedule="cosine",
+                     seed=cfg["seed"], progress=progress, residual_floor=f).x
+
+    if floor == "auto":
+        x = run(None)
+        info["coverage_plain"] = teacher_change(teacher, x)
+        floor = AUTO_FLOOR if info["coverage_plain"]["changed_frac"] < AUTO_MIN_CHANGE else None
+        if floor is not None:
+            x = run(floor)
+    else:
+        x = run(floor)
+    info["residual_floor"] = floor
+    info["coverage"] = teacher_change(teacher, x)
+    return x
+
+
+def distill_config(cfg: dict, x_info: dict, **overrides):
+    """The run's :class:`dreamlib.distill.DistillConfig`: ``cfg["distill"]`` with the seed, and a
+    ``residual_floor: auto`` resolved to the decision :func:`dream_x` recorded in ``x_info``."""
+    from ..distill import DistillConfig
+
+    opts = {**cfg["distill"], **overrides}
+    if opts.get("residual_floor") == "auto":
+        opts["residual_floor"] = x_info["residual_floor"]
+    return DistillConfig(**opts, seed=cfg["seed"])
+
+
+def set_coverage(teacher, sets: dict) -> dict:
+    """:func:`dreamlib.dream.teacher_change` of the rainy inputs of every set (images cropped to their size)."""
+    from ..dream import teacher_change
+
+    out = {}
+    for name, ds in sets.items():
+        changed = mean = pixels = 0.0
+        for i in range(len(ds)):
+            item = ds[i]
+            h, w = item.get("hw", item["input"].shape[-2:])
+            c = teacher_change(teacher, item["input"][None, :, :h, :w])
+            n = h * w
+            changed, mean, pixels = changed + c["changed_frac"] * n, mean + c["mean_abs"] * n, pixels + n
+        out[name] = {"changed_frac": changed / pixels, "mean_abs": mean / pixels}
+    return out
 
 
 def run_table(table: str, name: str, *, variant: str = "small", config: dict | None = None, checkpoint=None,
@@ -170,7 +231,7 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
     from ..distill import DistillConfig, distill
     from ..evaluate import evaluate
     from ..flops import count_macs
-    from ..prune import compare_methods, paper_target_macs
+    from ..prune import compare_methods, copy_model, paper_target_macs, prune
     from ..train import EVAL_FAMILY
 
     if table not in TABLE_MODELS:
@@ -184,7 +245,7 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
                          f"add them to the config's methods")
     device = torch.device(device) if device else settings.pick_device()
     settings.seed_everything(cfg["seed"])
-    out_dir = Path(out_dir) if out_dir else settings.REPO_ROOT / "results" / f"{table}_{variant}"
+    out_dir = Path(out_dir) if out_dir else default_run_dir(f"{table}_{name}")
     out_dir.mkdir(parents=True, exist_ok=True)
     wall = {}
     t_all = time.perf_counter()
@@ -196,22 +257,41 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
     target = int(round(target_gflops * 1e9)) if target_gflops else paper_target_macs(teacher, name)
 
     t0 = time.perf_counter()
-    X = dream_x(teacher, cfg, device=device, progress=progress)
+    x_info: dict = {}
+    X = dream_x(teacher, cfg, device=device, progress=progress, info=x_info)
     wall["dream_X"] = time.perf_counter() - t0
+    coverage = {"X": x_info["coverage"], **({"X_plain": x_info["coverage_plain"]} if "coverage_plain" in x_info
+                                            else {}),
+                "sets": set_coverage(teacher, sets), "threshold": x_info["coverage"]["threshold"]}
 
     t0 = time.perf_counter()
     comp = compare_methods(teacher, X, sets, target_macs=target, methods=tuple(cfg["methods"]),
-                           convention=cfg["convention"], method_options={"adaptive": dict(cfg["adaptive"])},
+                           convention=cfg["convention"],
+                           method_options={"adaptive": dict(cfg["adaptive"]),
+                                           "dream-budget": dict(cfg.get("dream-budget") or {})},
                            limit=cfg["eval_limit"], progress=progress)
     wall["prune_and_evaluate"] = time.perf_counter() - t0
 
+    # the paper's own protocol: tp fixed, FLOPs follow (reported beside, not in the equal-FLOPs rows)
+    paper_protocol = None
+    if "adaptive" in cfg["methods"] and cfg.get("paper_tp") is not None:
+        t0 = time.perf_counter()
+        fixed, rep = prune(teacher, "adaptive", X=X, tp=float(cfg["paper_tp"]), **cfg["adaptive"])
+        res = evaluate(fixed, sets, convention=cfg["convention"], progress=progress, limit=cfg["eval_limit"])
+        paper_protocol = {"tp": float(cfg["paper_tp"]), "order": cfg["adaptive"].get("order", "independent"),
+                          "gmacs": rep.macs_after / 1e9, "macs_ratio": rep.macs_ratio,
+                          "psnr_on_X": rep.details["psnr_on_X"], **_row(res, set_names),
+                          "module_sparsity": rep.module_sparsity}
+        wall["paper_protocol"] = time.perf_counter() - t0
+
     rows = {}
     for method in ["original"] + list(cfg["methods"]):
-        label = {"adaptive": "adaptive (before distillation)"}.get(method, method)
+        label = {"adaptive": "adaptive (before distillation)",
+                 "dream-budget": "dream-budget (before distillation, beyond the paper)"}.get(method, method)
         rows[label] = {"gmacs": float(comp.table.loc[method, "gmacs"]), "fine_tuned": False,
                        **_row(comp.results[method], set_names)}
 
-    dcfg = DistillConfig(**cfg["distill"], seed=cfg["seed"])
+    dcfg = distill_config(cfg, x_info)
     students, logs, resumed = {}, {}, []
     for method in cfg.get("distill_from", ["adaptive"]):
         # the adaptive student keeps the original state-file name, so older runs resume
@@ -221,7 +301,8 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
         # resume continues the students that have a state; a newly listed one starts afresh
         cont = resume and state.is_file()
         resumed += [method] if cont else []
-        student, mlog = distill(teacher, comp.models[method], dcfg, resume=cont, state_path=state,
+        # a copy: the pruned (not fine-tuned) models stay as they are for the examples figure
+        student, mlog = distill(teacher, copy_model(comp.models[method]), dcfg, resume=cont, state_path=state,
                                 progress=progress)
         wall["distill" if method == "adaptive" else f"distill_{method}"] = time.perf_counter() - t0
         logs[method] = mlog
@@ -230,6 +311,7 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
                                          **_row(res, set_names)}
         students[method] = student
     wall["total"] = time.perf_counter() - t_all
+    _check_finite(rows)
 
     payload = {
         "table": table, "model": name, "variant": variant, "checkpoint": str(checkpoint) if checkpoint else None,
@@ -242,6 +324,8 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
         "resumed_from_state": resumed,
         "distill_log_tail": {m: {k: v[-5:] for k, v in lg.rows.items()} for m, lg in logs.items()},
         "reports": {m: r.to_card() for m, r in comp.reports.items()},
+        "dream_residual_floor": x_info["residual_floor"], "dream_coverage": coverage,
+        "paper_protocol": paper_protocol,
         "paper": PAPER_TABLES[name],
         "command": command,
     }
@@ -249,11 +333,33 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
     models_ = {"teacher": teacher, **{m: comp.models[m] for m in ("lamp", "adaptive") if m in comp.models}}
     for method, student in students.items():
         models_["ours" if method == "adaptive" else f"{method}+distill"] = student
+    models_ = dict(list(models_.items())[:6])  # a readable grid
     save_examples(models_, sets, stem.parent / f"{stem.name}_examples.png", title=f"{table}: {name} ({variant})")
     atomic_write_json(stem.with_suffix(".json"), payload)
     atomic_write_text(stem.with_suffix(".csv"), _csv(rows, set_names))
     atomic_write_text(stem.with_suffix(".md"), markdown(payload))
     return payload
+
+
+def default_run_dir(stem: str) -> Path:
+    """A fresh ``runs/<stem>_<YYYYmmdd-HHMMSS>/`` folder (git-ignored): runs never overwrite the
+    committed ``results/`` unless it is named with ``--out``."""
+    base = settings.REPO_ROOT / "runs" / f"{stem}_{time.strftime('%Y%m%d-%H%M%S')}"
+    path, k = base, 1
+    while path.exists():
+        path, k = base.with_name(f"{base.name}-{k}"), k + 1
+    return path
+
+
+def _check_finite(rows: dict) -> None:
+    """Refuse to write a table that holds NaN/Inf (a diverged run must not look like a result)."""
+    import math
+
+    bad = [f"{m}: {k}" for m, r in rows.items() for k, v in r.items()
+           if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        raise FloatingPointError(f"non-finite results ({', '.join(bad[:4])}); the teacher or a setting "
+                                 f"(learning rate, lambda) produced NaN/Inf: nothing was written")
 
 
 def save_examples(models_: dict, sets: dict, path, title: str = "", per_set: int = 1, max_sets: int = 5) -> Path:
@@ -290,7 +396,9 @@ def save_examples(models_: dict, sets: dict, path, title: str = "", per_set: int
     fig.suptitle(title + " (PSNR in dB, basicsr convention)", fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
+    import os
+
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.png")  # unique per process
     fig.savefig(tmp, dpi=80)
     tmp.replace(path)
     return path
@@ -322,6 +430,22 @@ def markdown(payload: dict) -> str:
     for method, r in rows.items():
         cells = [f"{r[f'{s}/psnr']:.2f} / {r[f'{s}/ssim']:.4f}" for s in sets]
         lines.append(f"| {method} | {r['gmacs']:.3f} | " + " | ".join(cells) + " |")
+    order = payload["config"].get("adaptive", {}).get("order", "cumulative")
+    lines += ["", f"Adaptive search order: `{order}` (dreamlib.prune.adaptive)."]
+    pp = payload.get("paper_protocol")
+    if pp:
+        lines += [f"The paper's protocol, tp fixed at {pp['tp']:g} dB (FLOPs follow): {pp['gmacs']:.3f} G-MACs "
+                  f"({100 * pp['macs_ratio']:.1f} % of the teacher), PSNR(S(X), T(X)) {pp['psnr_on_X']:.2f} dB, "
+                  f"average {pp['average/psnr']:.2f} dB before fine-tuning."]
+    cov = payload.get("dream_coverage")
+    if cov:
+        th = cov["threshold"]
+        sets_cov = ", ".join(f"{k} {100 * v['changed_frac']:.1f} %" for k, v in cov["sets"].items())
+        floor = payload.get("dream_residual_floor")
+        plain = (f" (plain Eq. 5 dreams: {100 * cov['X_plain']['changed_frac']:.2f} %, so X was dreamed again with "
+                 f"the residual floor {floor:g}, beyond the paper)" if "X_plain" in cov and floor else "")
+        lines += [f"Pixels the teacher changes by more than {th:g}/255: dreamed X {100 * cov['X']['changed_frac']:.2f} %"
+                  f"{plain}; rainy inputs {sets_cov}."]
     paper = payload["paper"]
     lines += ["", f"The paper's numbers for the official {payload['model']} on the real sets (PSNR on Y / SSIM), "
               "for reference only (different networks, data and convention):", "",

@@ -21,7 +21,10 @@ Methods (:data:`METHODS`):
 - ``l1-global``: one global |w| threshold (``torch.nn.utils.prune.global_unstructured``);
 - ``erk``: Erdos-Renyi-Kernel densities (RigL), magnitude pruning inside each layer;
 - ``lamp``: LAMP scores, global top-k (Lee et al.);
-- ``adaptive``: the paper's Algorithm 1 (per-module bisection on PSNR(S(X), T(X)) >= tp).
+- ``adaptive``: the paper's Algorithm 1 (per-module bisection on PSNR(S(X), T(X)) >= tp;
+  ``order="independent"`` each module alone, the default, or ``"cumulative"``);
+- ``dream-budget``: beyond the paper, one sparsity per module chosen to minimise the summed
+  output error on dreams under the MACs target (:mod:`.budget`).
 
 Equal FLOPs: ``prune(..., target_macs=...)`` bisects each method's global knob until
 the MACs (``convention="nni"`` by default, the paper's) are within 0.1 % of the
@@ -33,8 +36,9 @@ Modules: :mod:`.masks` (mask mechanism), :mod:`.l1`, :mod:`.erk`, :mod:`.lamp`
 :mod:`.io` (save/load), :mod:`.compare` (paper targets, comparison table),
 :mod:`.report` (:class:`PruneReport`).
 """
-from .adaptive import DEFAULT_EPS, DEFAULT_TP, Sweep, prune_adaptive, sweep
-from .api import BASELINES, METHODS, allocate, apply_counts, make_allocator, prune
+from .adaptive import DEFAULT_EPS, DEFAULT_ORDER, DEFAULT_TP, ORDERS, Sweep, prune_adaptive, sweep
+from .api import BASELINES, DREAM_METHODS, METHODS, allocate, apply_counts, make_allocator, prune
+from .budget import prune_budget
 from .compare import PAPER_FLOPS, Comparison, compare_methods, paper_ratio, paper_target_macs, plot_layer_sparsity
 from .erk import erk_densities
 from .io import finalized_state_dict, load_pruned, save_pruned, storage_size
@@ -48,7 +52,8 @@ from .sensitivity import plot_sensitivity, sensitivity_map
 
 __all__ = [
     "METHODS", "BASELINES", "allocate", "prune", "apply_counts", "make_allocator", "PruneReport",
-    "prune_adaptive", "sweep", "Sweep", "DEFAULT_TP", "DEFAULT_EPS", "Probe",
+    "prune_adaptive", "sweep", "Sweep", "DEFAULT_TP", "DEFAULT_EPS", "DEFAULT_ORDER", "ORDERS", "Probe",
+    "prune_budget", "DREAM_METHODS",
     "sensitivity_map", "plot_sensitivity",
     "finalize", "copy_model", "masks", "layer_sparsity", "global_sparsity", "prunable_layers", "remove_identity_masks",
     "PRUNABLE_TYPES", "save_pruned", "load_pruned", "storage_size", "finalized_state_dict",

@@ -13,17 +13,19 @@ from .masks import copy_model, get_mask, l1_mask, prunable_layers, set_mask
 from .report import PruneReport, build_report
 from .search import MacsModel, bisect_target
 
-#: Allocation methods (a global sparsity spread over layers), then the paper's adaptive scheme.
+#: Allocation methods (a global sparsity spread over layers), the paper's adaptive scheme, and
+#: dreamlib's own global allocation measured on dreams (beyond the paper, :mod:`.budget`).
 BASELINES = ("l1-uniform", "l1-global", "erk", "lamp")
-METHODS = BASELINES + ("adaptive",)
+DREAM_METHODS = ("adaptive", "dream-budget")  # need the dreamed batch X
+METHODS = BASELINES + DREAM_METHODS
 _ALLOCATORS = {"l1-uniform": UniformL1, "l1-global": GlobalL1, "erk": ERK, "lamp": LAMP}
 
 
 def make_allocator(layers, method: str, **options):
     """The allocator object of ``method`` for ``layers`` (see :mod:`.l1`, :mod:`.erk`, :mod:`.lamp`)."""
     if method not in _ALLOCATORS:
-        hint = (" (adaptive has no fixed allocation: use prune(model, 'adaptive', X=...))"
-                if method == "adaptive" else "")
+        hint = (f" ({method} has no fixed allocation: use prune(model, {method!r}, X=...))"
+                if method in DREAM_METHODS else "")
         raise ValueError(f"unknown allocation method {method!r}; choose one of {', '.join(BASELINES)}{hint}")
     return _ALLOCATORS[method](layers, **options)
 
@@ -76,8 +78,9 @@ def prune(model: nn.Module, method: str, *, sparsity: float | None = None, targe
         convention: MACs convention of :func:`dreamlib.flops.count_macs` (``"nni"``, the paper's).
         exclude: module-name prefixes kept dense.
         **method_options: ``erk``: ``power``, ``kernel``; ``adaptive``: ``X`` (required), ``tp``,
-            ``eps``, ``modules``, ``within``, ``tp_tol``, ``tp_step`` (see
-            :func:`dreamlib.prune.adaptive.prune_adaptive`).
+            ``eps``, ``modules``, ``within``, ``order``, ``tp_tol``, ``tp_step`` (see
+            :func:`dreamlib.prune.adaptive.prune_adaptive`); ``dream-budget``: ``X`` (required),
+            ``grid``, ``modules``, ``within`` (:func:`dreamlib.prune.budget.prune_budget`).
 
     Returns:
         ``(pruned_model, report)``; the pruned model carries ``weight_mask`` buffers on
@@ -91,6 +94,15 @@ def prune(model: nn.Module, method: str, *, sparsity: float | None = None, targe
 
         return prune_adaptive(model, target_macs=target_macs, convention=convention, input_size=input_size,
                               exclude=exclude, rtol=rtol, progress=progress, **method_options)
+    if method == "dream-budget":
+        if sparsity is not None:
+            raise ValueError("dream-budget allocates a MACs budget: pass target_macs=, not sparsity=")
+        from .budget import prune_budget
+
+        return prune_budget(model, target_macs=target_macs, convention=convention, input_size=input_size,
+                            exclude=exclude, rtol=rtol, progress=progress, **method_options)
+    if method not in METHODS:
+        raise ValueError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
     if (sparsity is None) == (target_macs is None):
         raise ValueError("pass exactly one of sparsity= or target_macs=")
     t0 = time.perf_counter()

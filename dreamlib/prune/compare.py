@@ -107,8 +107,9 @@ def compare_methods(teacher: nn.Module, X: torch.Tensor | None, sets: dict | Non
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
-    if "adaptive" in methods and X is None:
-        raise ValueError("the adaptive method needs X (dreamed images)")
+    needs_x = [m for m in methods if m in ("adaptive", "dream-budget")]
+    if needs_x and X is None:
+        raise ValueError(f"{', '.join(needs_x)} need X (dreamed images)")
     method_options = method_options or {}
     param = next(teacher.parameters())
     t_out = None
@@ -137,6 +138,8 @@ def compare_methods(teacher: nn.Module, X: torch.Tensor | None, sets: dict | Non
         if report is not None and report.method == "adaptive":
             row["tp"] = report.details.get("tp")
             row["adjust_delta"] = report.search.get("adjust_delta")
+        if report is not None and report.method == "dream-budget":
+            row["adjust_delta"] = report.search.get("adjust_delta")
         if X is not None:
             with torch.no_grad():
                 was = model.training
@@ -154,7 +157,7 @@ def compare_methods(teacher: nn.Module, X: torch.Tensor | None, sets: dict | Non
     for method in methods:
         t0 = time.perf_counter()
         opts = dict(method_options.get(method, {}))
-        if method == "adaptive":
+        if method in ("adaptive", "dream-budget"):
             opts.setdefault("X", X)
             opts.setdefault("progress", progress)
         pruned, report = prune(teacher, method, target_macs=target_macs, convention=macs_convention,

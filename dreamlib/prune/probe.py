@@ -9,8 +9,6 @@ and cached, so no copy or hook registration happens per trial.
 """
 from __future__ import annotations
 
-
-import numpy as np
 import torch
 from torch import nn
 
@@ -151,5 +149,11 @@ class Probe:
         self.forwards += 1
         return psnr_torch(forward(self.student, self.X), self.teacher_out)
 
-    def numels(self) -> np.ndarray:
-        return np.array([l.numel for l in self.layers.values()], dtype=np.int64)
+    @torch.no_grad()
+    def mse(self) -> float:
+        """Mean over the batch of per-image MSE(S(x), T(x)) of the current masks (outputs clamped to
+        [0, 1], float64). Unlike dB, these add up (approximately) over independently pruned modules."""
+        self.forwards += 1
+        s = forward(self.student, self.X).detach().clamp(0, 1).double()
+        t = self.teacher_out.clamp(0, 1).double()
+        return float(((s - t) ** 2).flatten(1).mean(1).mean())
