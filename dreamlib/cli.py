@@ -154,8 +154,11 @@ def cmd_demo(args) -> int:
 def cmd_prune_table(args) -> int:
     from .experiments.before_finetune import before_finetune_table
 
+    from .experiments.tables import default_run_dir
+
+    out = args.out or default_run_dir("prune-table")
     for name in args.model:
-        comp = before_finetune_table(name, out_dir=args.out, seed=args.seed, progress=not args.no_progress)
+        comp = before_finetune_table(name, out_dir=out, seed=args.seed, progress=not args.no_progress)
         print(f"\n{name}: pruned to the paper's FLOPs ratio, before fine-tuning (basicsr PSNR / SSIM)")
         print(comp.markdown())
     return 0
@@ -170,6 +173,9 @@ def cmd_reproduce(args) -> int:
     if args.sparsity is not None and args.table != "selfdata":
         raise SystemExit("--sparsity only applies to `reproduce selfdata` (Fig. 1's l1 sparsity); Tables 1-2 "
                          "prune to --target-gflops")
+    if args.resume and args.out is None:
+        raise SystemExit("--resume needs --out: name the folder of the interrupted run (without --out every "
+                         "run writes a fresh runs/<table>_<model>_<time>/ folder)")
     cfg = load_config(args.config, **overrides)
     from .train import command_line
 
@@ -180,8 +186,10 @@ def cmd_reproduce(args) -> int:
             raise SystemExit("--from-table only applies to `reproduce ablation`")
         if args.table == "selfdata" and args.sparsity is None:
             args.sparsity = 0.3
-        out = args.out or settings.REPO_ROOT / "results" / f"{args.table}_small"
+        from .experiments.tables import default_run_dir
+
         for name in args.model or ["hinet"]:
+            out = args.out or default_run_dir(f"{args.table}_{name}")
             kw = dict(config=cfg, progress=not args.no_progress, state_dir=out, resume=args.resume)
             if args.table == "ablation":
                 result = A.ablation(name, from_table=args.from_table, **kw)
@@ -241,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("prune-table", help="l1/ERK/LAMP/adaptive at the paper's FLOPs, before fine-tuning")
     t.add_argument("--model", nargs="+", default=["hinet", "mprnet"], choices=["hinet", "mprnet", "durn", "agan"])
-    t.add_argument("--out", type=Path, default=None, help="default: results/prune_before_finetune")
+    t.add_argument("--out", type=Path, default=None, help="default: a fresh runs/prune-table_<time>/ (git-ignored); "
+                   "name results/prune_before_finetune to replace the committed results")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_prune_table)
@@ -258,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--data-root", type=Path, default=None, help="real Rain13k / RainDrop test folders")
     rp.add_argument("--target-gflops", type=float, default=None, help="default: the paper's FLOPs ratio")
     rp.add_argument("--convention", default=None, choices=["basicsr", "matlab", "opencv"])
-    rp.add_argument("--out", type=Path, default=None, help="default: results/<table>_<variant>")
+    rp.add_argument("--out", type=Path, default=None, help="default: a fresh runs/<table>_<model>_<time>/ (git-ignored); name results/<table>_small to replace the committed results")
     rp.add_argument("--resume", action="store_true", help="continue interrupted distillations from their state files")
     rp.add_argument("--distill-from", nargs="+", default=None, metavar="METHOD",
                     help="table1/2: pruned students to distill by dreaming (default: adaptive; "

@@ -17,18 +17,10 @@ import argparse
 import torch
 
 from dreamlib.data.benchmark import benchmark_sets
+from dreamlib.dream import teacher_change
 from dreamlib.experiments.tables import dream_x, load_config
 from dreamlib.train import EVAL_FAMILY
-from dreamlib.models import restore
 from dreamlib.teachers import load_teacher
-
-
-def change(teacher, x: torch.Tensor, threshold: float) -> tuple[float, float]:
-    """(fraction of pixels changed by more than threshold/255 in some channel, mean |T(x) - x|)."""
-    x = x.clamp(0, 1)
-    with torch.no_grad():
-        d = (restore(teacher, x).clamp(0, 1) - x).abs()
-    return float((d.amax(1) > threshold / 255).float().mean()), float(d.mean())
 
 
 def main() -> None:
@@ -40,15 +32,23 @@ def main() -> None:
 
     cfg = load_config(args.config)
     teacher = load_teacher(args.model).eval()
-    X = dream_x(teacher, cfg)  # the batch run_table's adaptive search sees
+    info: dict = {}
+    X = dream_x(teacher, cfg, info=info)  # the batch run_table's adaptive search sees
     n, _, h, w = X.shape
-    rows = [(f"dreamed X ({n} x {h}x{w})", *change(teacher, X, args.threshold))]
+    floor = info.get("residual_floor")
+    label = f"dreamed X ({n} x {h}x{w})" + (f", residual floor {floor:g}" if floor else "")
+
+    def change(xs):
+        c = teacher_change(teacher, xs, args.threshold)
+        return c["changed_frac"], c["mean_abs"]
+
+    rows = [(label, *change(X))]
     for name, ds in benchmark_sets(family=EVAL_FAMILY[args.model]).items():
         xs = torch.stack([ds[i]["input"] for i in range(len(ds))])
-        rows.append((f"rainy {name} ({len(ds)} images)", *change(teacher, xs, args.threshold)))
+        rows.append((f"rainy {name} ({len(ds)} images)", *change(xs)))
     print(f"{args.model} teacher: pixels changed by more than {args.threshold:g}/255")
     for label, frac, mean in rows:
-        print(f"  {label:32s} {100 * frac:6.2f} %   mean |change| {mean:.4f}")
+        print(f"  {label:44s} {100 * frac:6.2f} %   mean |change| {mean:.4f}")
 
 
 if __name__ == "__main__":

@@ -111,3 +111,24 @@ def test_a_resumed_run_says_so(tmp_path, sets):
     assert len(again["resumed_from_state"]) == len(A.SELFDATA_SOURCES)
     assert again["rows"] == first["rows"]  # finished states: the same students
     assert "continued an interrupted distillation" in A.write(again, tmp_path).read_text()
+
+
+@pytest.mark.parametrize("table", ["table1", "ablation", "selfdata"])
+def test_resume_without_out_is_refused_before_any_compute(table):
+    from dreamlib.cli import build_parser, cmd_reproduce
+
+    args = build_parser().parse_args(["reproduce", table, "--resume"])
+    with pytest.raises(SystemExit, match="--resume needs --out"):
+        cmd_reproduce(args)
+
+
+def test_default_run_dir_is_fresh_and_outside_results(monkeypatch, tmp_path):
+    from dreamlib import settings
+    from dreamlib.experiments.tables import default_run_dir
+
+    monkeypatch.setattr(settings, "REPO_ROOT", tmp_path)
+    first = default_run_dir("table1_hinet")
+    first.mkdir(parents=True)
+    second = default_run_dir("table1_hinet")  # same second: a suffix, never the same folder
+    assert first.parent == second.parent == tmp_path / "runs"
+    assert first != second and not second.exists()

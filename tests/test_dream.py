@@ -13,7 +13,7 @@ import torch
 from dreamlib import models
 from dreamlib.observe import extract_features
 from dreamlib.dream import (Dreamer, Priors, batch_psnr, diversity, dream, make_targets,
-                            orthogonality_loss)
+                            orthogonality_loss, teacher_change)
 
 torch.set_num_threads(1)
 
@@ -219,3 +219,62 @@ def test_diversity_zero_for_identical_and_translation_invariant(teacher):
     assert diversity(torch.rand(4, 3, 32, 32, generator=g), teacher=teacher) > 0.0
     with pytest.raises(ValueError):
         diversity(same)
+
+
+# ------------------------------------------------------------ coverage and the residual floor
+
+def near_identity_teacher(scale: float = 0.3):
+    """A tiny HINet whose last residual conv is shrunk: it changes its dreams little,
+    like the small DuRN whose plain dreams collapse to x = y."""
+    t = tiny_teacher()
+    with torch.no_grad():
+        t.last.weight.mul_(scale)
+        t.last.bias.zero_()
+    return t
+
+
+def test_teacher_change_counts_pixels_like_a_direct_count(teacher):
+    x = torch.rand(5, 3, 24, 24, generator=torch.Generator().manual_seed(1))
+    got = teacher_change(teacher, x, threshold=20, batch_size=2)  # chunks of 2, 2, 1
+    with torch.no_grad():
+        d = (models.restore(teacher, x).clamp(0, 1) - x).abs()
+    frac = float((d.max(dim=1).values > 20 / 255).float().mean())
+    assert 0.0 < frac < 1.0  # the threshold cuts somewhere, so the count is informative
+    assert got["changed_frac"] == pytest.approx(frac, abs=1e-9)
+    assert got["mean_abs"] == pytest.approx(float(d.mean()), rel=1e-5)
+    assert teacher_change(teacher, x, threshold=256)["changed_frac"] == 0.0
+    assert teacher_change(teacher, x, threshold=-1)["changed_frac"] == 1.0
+    with pytest.raises(ValueError, match="B,3,H,W"):
+        teacher_change(teacher, x[0])
+
+
+def test_no_residual_floor_is_plain_eq5_and_an_inactive_floor_changes_nothing(targets):
+    t = near_identity_teacher()
+    plain = dream(t, targets, steps=8, seed=0, progress=False)
+    assert plain.log["l_res"] == [0.0] * 8
+    # a floor below every image's change from the first step on never acts: same dreams, bit for bit
+    tiny_floor = dream(t, targets, steps=8, seed=0, progress=False, residual_floor=1e-6)
+    assert torch.equal(plain.x, tiny_floor.x)
+
+
+def test_residual_floor_penalty_value_and_effect(targets):
+    t = near_identity_teacher()
+    d = Dreamer(t, targets, residual_floor=0.1, lambda_res=20.0, seed=0)
+    step = d.step()
+    change = (step.teacher_out - step.teacher_in).abs().flatten(1).mean(1)
+    assert step.l_res == pytest.approx(float(torch.relu(0.1 - change).mean()), rel=1e-5)
+    assert step.l_res > 0
+    plain = dream(t, targets, steps=60, seed=0, progress=False)
+    floored = dream(t, targets, steps=60, seed=0, progress=False, residual_floor=0.1, lambda_res=20.0)
+    before, after = teacher_change(t, plain.x), teacher_change(t, floored.x)
+    # measured: 1.1 % -> 21 % of pixels changed by more than 30/255
+    assert after["changed_frac"] > 5 * before["changed_frac"] + 0.05
+    assert floored.log["l_res"][-1] < floored.log["l_res"][0]
+
+
+@pytest.mark.parametrize("bad", [dict(residual_floor=0.0), dict(residual_floor=1.5),
+                                 dict(residual_floor=0.1, lambda_res=-1.0),
+                                 dict(residual_floor=0.1, lambda_res=float("nan"))])
+def test_residual_floor_bad_values_raise(targets, bad):
+    with pytest.raises(ValueError, match="residual_floor|lambda_res"):
+        Dreamer(tiny_teacher(), targets, **bad)
