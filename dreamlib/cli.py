@@ -156,9 +156,14 @@ def cmd_prune_table(args) -> int:
 
     from .experiments.tables import default_run_dir
 
+    from .experiments.tables import load_config
+    from .train import command_line
+
+    cfg = load_config(args.config, **({"seed": args.seed} if args.seed is not None else {}))
     out = args.out or default_run_dir("prune-table")
     for name in args.model:
-        comp = before_finetune_table(name, out_dir=out, seed=args.seed, progress=not args.no_progress)
+        comp = before_finetune_table(name, out_dir=out, config=cfg, progress=not args.no_progress,
+                                     command=command_line())
         print(f"\n{name}: pruned to the paper's FLOPs ratio, before fine-tuning (basicsr PSNR / SSIM)")
         print(comp.markdown())
     return 0
@@ -247,11 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .train import add_parser as _add_train; _add_train(sub)  # noqa: E702
 
-    t = sub.add_parser("prune-table", help="l1/ERK/LAMP/adaptive at the paper's FLOPs, before fine-tuning")
+    t = sub.add_parser("prune-table", help="every pruning method and both readings of Algorithm 1 at the paper's FLOPs, before fine-tuning")
     t.add_argument("--model", nargs="+", default=["hinet", "mprnet"], choices=["hinet", "mprnet", "durn", "agan"])
     t.add_argument("--out", type=Path, default=None, help="default: a fresh runs/prune-table_<time>/ (git-ignored); "
                    "name results/prune_before_finetune to replace the committed results")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--config", type=Path, default=None,
+                   help="YAML with the runner settings (dream_x, adaptive, convention, eval_limit); default: the "
+                        "built-in small-CPU settings (configs/small_cpu.yaml), configs/quick.yaml in quick mode")
+    t.add_argument("--seed", type=int, default=None, help="default: the config's seed")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_prune_table)
 
