@@ -45,6 +45,8 @@ def _markdown_rain_table(rows, convention: str) -> str:
 
 
 def cmd_rain_table(args) -> int:
+    if args.seeds < 1:
+        raise UsageError(f"--seeds must be at least 1 (rain draws per image), got {args.seeds}")
     rows = _rain_table(args.seeds, args.convention)
     text = _markdown_rain_table(rows, args.convention)
     print(text)
@@ -154,13 +156,14 @@ def cmd_demo(args) -> int:
 def cmd_prune_table(args) -> int:
     from .experiments.before_finetune import before_finetune_table
 
-    from .experiments.tables import default_run_dir
-
+    from .experiments.run import default_run_dir, prepare_out_dir
     from .experiments.tables import load_config
     from .train import command_line
 
+    if args.config is not None and not args.config.is_file():
+        raise UsageError(f"--config {args.config}: no such file (see configs/ for examples)")
     cfg = load_config(args.config, **({"seed": args.seed} if args.seed is not None else {}))
-    out = args.out or default_run_dir("prune-table")
+    out = prepare_out_dir(args.out or default_run_dir("prune-table"))
     for name in args.model:
         comp = before_finetune_table(name, out_dir=out, config=cfg, progress=not args.no_progress,
                                      command=command_line())
@@ -169,37 +172,78 @@ def cmd_prune_table(args) -> int:
     return 0
 
 
-def cmd_reproduce(args) -> int:
-    from .experiments.tables import TABLE_MODELS, load_config, run_table
+class UsageError(ValueError):
+    """A command-line mistake: printed as one line, exit code 2."""
 
+
+def _check_reproduce(args) -> None:
+    """Every name, number and path of ``reproduce`` checked before any work starts."""
+    from .experiments.tables import TABLE_MODELS
+    from .models import MODEL_NAMES, variants
+
+    if args.sparsity is not None and args.table != "selfdata":
+        raise UsageError("--sparsity only applies to `reproduce selfdata` (Fig. 1's l1 sparsity); Tables 1-2 "
+                         "prune to --target-gflops")
+    if args.sparsity is not None and not 0.0 < args.sparsity < 1.0:
+        raise UsageError(f"--sparsity is the fraction of weights l1 removes, in (0, 1); got {args.sparsity}")
+    if args.from_table and args.table != "ablation":
+        raise UsageError("--from-table only applies to `reproduce ablation`")
+    if args.from_table and not args.from_table.is_file():
+        raise UsageError(f"--from-table {args.from_table}: no such file (a table1_<model>.json of a finished run)")
+    if args.resume and args.out is None:
+        raise UsageError("--resume needs --out: name the folder of the interrupted run (without --out every "
+                         "run writes a fresh runs/<table>_<model>_<time>/ folder)")
+    allowed = TABLE_MODELS.get(args.table, ("hinet", "mprnet", "durn", "agan"))
+    if args.table in ("ablation", "selfdata"):
+        allowed = MODEL_NAMES
+    for name in args.model or []:
+        if name not in allowed:
+            raise UsageError(f"--model {name!r}: {args.table} covers {', '.join(allowed)}")
+        if args.variant not in variants(name):
+            raise UsageError(f"--variant {args.variant!r}: {name} has variants {', '.join(variants(name))}")
+    if args.table in ("ablation", "selfdata") and args.variant != "small":
+        raise UsageError(f"`reproduce {args.table}` runs on the shipped small teachers only (--variant small)")
+    if args.variant != "small" and args.checkpoint is None:
+        raise UsageError(f"--variant {args.variant} needs --checkpoint (only the small teachers are shipped)")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
+    if args.target_gflops is not None and not args.target_gflops > 0:
+        raise UsageError(f"--target-gflops must be > 0 (G-MACs of the pruned network), got {args.target_gflops}; "
+                         "leave it out for the paper's FLOPs ratio")
+    if args.data_root is not None and not args.data_root.is_dir():
+        raise UsageError(f"--data-root {args.data_root}: no such folder (the real test sets, layouts in the README)")
+    if args.config is not None and not args.config.is_file():
+        raise UsageError(f"--config {args.config}: no such file (see configs/ for examples)")
+
+
+def cmd_reproduce(args) -> int:
+    from .experiments.run import default_run_dir, prepare_out_dir
+    from .experiments.tables import TABLE_MODELS, load_config, markdown, run_table
+    from .train import command_line
+
+    _check_reproduce(args)
     overrides = {"convention": args.convention} if args.convention else {}
     if args.distill_from:
         overrides["distill_from"] = args.distill_from
-    if args.sparsity is not None and args.table != "selfdata":
-        raise SystemExit("--sparsity only applies to `reproduce selfdata` (Fig. 1's l1 sparsity); Tables 1-2 "
-                         "prune to --target-gflops")
-    if args.resume and args.out is None:
-        raise SystemExit("--resume needs --out: name the folder of the interrupted run (without --out every "
-                         "run writes a fresh runs/<table>_<model>_<time>/ folder)")
-    cfg = load_config(args.config, **overrides)
-    from .train import command_line
+    cfg = load_config(args.config, **overrides)  # the whole config is checked here, before any compute
+    if args.data_root is not None:
+        from .data.datasets import open_sets
+
+        open_sets(args.data_root)  # a wrong layout fails now, with the layouts it expects
+    if args.out is not None:
+        prepare_out_dir(args.out, resume=args.resume)
 
     if args.table in ("ablation", "selfdata"):
         from .experiments import ablation as A
 
-        if args.from_table and args.table != "ablation":
-            raise SystemExit("--from-table only applies to `reproduce ablation`")
-        if args.table == "selfdata" and args.sparsity is None:
-            args.sparsity = 0.3
-        from .experiments.tables import default_run_dir
-
+        sparsity = 0.3 if args.sparsity is None else args.sparsity
         for name in args.model or ["hinet"]:
-            out = args.out or default_run_dir(f"{args.table}_{name}")
+            out = prepare_out_dir(args.out or default_run_dir(f"{args.table}_{name}"), resume=args.resume)
             kw = dict(config=cfg, progress=not args.no_progress, state_dir=out, resume=args.resume)
             if args.table == "ablation":
                 result = A.ablation(name, from_table=args.from_table, **kw)
             else:
-                result = A.selfdata(name, sparsity=args.sparsity, **kw)
+                result = A.selfdata(name, sparsity=sparsity, **kw)
             result["command"] = command_line()
             md = A.write(result, out)
             print(md.read_text())
@@ -208,7 +252,6 @@ def cmd_reproduce(args) -> int:
         payload = run_table(args.table, name, variant=args.variant, config=cfg, checkpoint=args.checkpoint,
                             data_root=args.data_root, target_gflops=args.target_gflops, out_dir=args.out,
                             resume=args.resume, progress=not args.no_progress, command=command_line())
-        from .experiments.tables import markdown
         print(markdown(payload))
     return 0
 
@@ -229,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dreamlib", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"dreamlib {__version__}")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error (anywhere on the line)")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="the main job on the shipped defaults")
@@ -293,9 +337,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+#: Errors that mean "the input is wrong", printed as one line (exit 2); anything else is a bug
+#: and keeps its traceback. NonFiniteError (a diverged run) is a FloatingPointError.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+               FloatingPointError)
+
+
 def main(argv=None) -> int:
+    """Run a command. A user error prints ``dreamlib <command>: error: <what is wrong; the fix>``
+    and returns 2; ``--debug`` (anywhere on the line) shows the traceback instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"dreamlib {args.command}: interrupted; a run with --out continues with --resume", file=sys.stderr)
+        return 130
+    except USER_ERRORS as e:
+        if debug:
+            raise
+        print(f"dreamlib {args.command}: error: {_one_line(e)} (--debug shows the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ from torch import nn
 
 from . import settings
 from .dream import Dreamer, batch_psnr, frozen, make_targets
+from .guards import check_loss, check_setting, check_weights
 from .io import atomic_torch_save
 from .models import restore
 
@@ -110,8 +111,13 @@ class DistillConfig:
     def __post_init__(self):
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
-        if self.steps < 1 or self.reinit_every < 1 or self.batch_size < 1:
-            raise ValueError("steps, reinit_every and batch_size must be positive")
+        for name in ("steps", "reinit_every", "batch_size", "crop"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name, positive in (("lr_x", True), ("lr_student", True), ("lambda_orth", False), ("lambda_kd", False),
+                               ("lambda_res", False)):
+            check_setting(name, getattr(self, name), positive=positive)
         if self.source == "self":
             from .data.rain import RAIN_TYPES
 
@@ -214,6 +220,8 @@ class DreamDistiller:
             with torch.autocast("cuda", enabled=self.use_amp):
                 s_out = restore(self.student, x.detach())
                 loss = self.cfg.lambda_kd * F.l1_loss(s_out.float(), t_out.detach())
+            check_loss(loss.detach(), what="the distillation loss L_KD", step=self.t,
+                       hint="the student diverged: lower lr_student (the paper's 1e-4) or lambda_kd")
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler:
                 self.scaler.scale(loss).backward()
@@ -236,8 +244,7 @@ class DreamDistiller:
             "format": _STATE_FORMAT, "config": self.cfg.to_dict(), "t": self.t,
             "student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
             "gen": self.gen.get_state(), "targets": self.targets, "batch": self.batch,
-            "dreamer": None if d is None else {"z": d.z.detach(), "optimizer": d.optimizer.state_dict(),
-                                               "gen": d.gen.get_state(), "t": d.t},
+            "dreamer": None if d is None else d.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
         }
 
@@ -257,23 +264,18 @@ class DreamDistiller:
         self.batch = None if st["batch"] is None else st["batch"].to(self.device)
         if st["dreamer"] is not None:
             self.dreamer = self._make_dreamer((self.t - 1) // self.cfg.reinit_every)
-            with torch.no_grad():
-                self.dreamer.z.copy_(st["dreamer"]["z"])
-            self.dreamer.optimizer.load_state_dict(st["dreamer"]["optimizer"])
-            self.dreamer.gen.set_state(st["dreamer"]["gen"])
-            self.dreamer.t = st["dreamer"]["t"]
+            self.dreamer.load_state_dict(st["dreamer"])
         if self.scaler and st.get("scaler"):
             self.scaler.load_state_dict(st["scaler"])
 
 
 @dataclass
 class DistillLog:
-    """Per-step lists (``step, l_kd, l_inv, l_orth, psnr_teacher, psnr_student``), wall time, evaluations."""
+    """Per-step lists (``step, l_kd, l_inv, l_orth, psnr_teacher, psnr_student``) and the wall time (s)."""
 
     rows: dict = field(default_factory=lambda: {k: [] for k in ("step", "l_kd", "l_inv", "l_orth",
                                                                   "psnr_teacher", "psnr_student")})
     seconds: float = 0.0
-    evaluations: list = field(default_factory=list)  # [(step, eval_fn result)]
 
     def add(self, rec: DistillStep) -> None:
         for k in self.rows:
@@ -282,37 +284,60 @@ class DistillLog:
 
 def distill(teacher: nn.Module, student: nn.Module, config: DistillConfig | None = None, *, images: dict | None = None,
             state_path=None, checkpoint_every: int = 100, resume: bool = False, stop_at: int | None = None,
-            eval_fn=None, eval_every: int = 0, callback=None, progress: bool = True):
+            callback=None, progress: bool = True, fingerprint: dict | None = None):
     """Run the one-stage loop for ``config.steps`` steps; returns ``(student, DistillLog)``.
 
     Args:
         state_path: where the training state is written every ``checkpoint_every`` steps
             (atomically) and at the end; ``None`` = no checkpoints.
-        resume: continue from ``state_path`` (same configuration required).
+        resume: continue from ``state_path``. Only the same run continues: the state records
+            the configuration and a fingerprint (a hash of the teacher's weights, a hash of the
+            pruned student it started from, masks included, and the caller's ``fingerprint``
+            fields, e.g. the MACs target and the data); any difference raises
+            :class:`ResumeMismatchError` naming the field.
+        fingerprint: extra ``{field: value}`` (plain values) that must match on resume.
         stop_at: stop after this step (the state is written; resume later).
-        eval_fn: ``eval_fn(student) -> dict`` called every ``eval_every`` steps and at
-            the end (e.g. PSNR on a validation set; never the test set you report).
         callback: ``callback(step_record, distiller)`` after every step (live plots).
     """
     from tqdm.auto import tqdm
 
+    from .models.checkpoint import safe_load
+    from .provenance import fingerprint_diff, module_hash
+
     cfg = config or DistillConfig.quick()
+    # what this run is: the state is only continued by the same teacher, start and settings
+    prints = {"teacher": module_hash(teacher), "student_start": module_hash(student), **(fingerprint or {})}
     runner = DreamDistiller(teacher, student, cfg, images)
     log = DistillLog()
     state_path = Path(state_path) if state_path else None
     if resume:
         if state_path is None or not state_path.is_file():
             raise FileNotFoundError(f"resume=True but there is no state at {state_path}")
-        st = torch.load(state_path, map_location=runner.device, weights_only=True)
+        st = safe_load(state_path)
+        if "fingerprint" not in st:
+            raise ResumeMismatchError(f"{state_path} was written by an older dreamlib that did not record which "
+                                      "teacher and student it belongs to; it cannot be continued safely: run "
+                                      "without --resume into a new folder")
+        diff = fingerprint_diff(st.get("fingerprint"), prints)
+        if diff:
+            what = {"teacher": "another teacher (its weights differ)",
+                    "student_start": "another pruned student (other masks: a different target, method or X)"}
+            raise ResumeMismatchError(
+                f"{state_path} belongs to another run: " + "; ".join(
+                    f"{k} differs" + (f" ({what[k]})" if k in what else
+                                      f" (saved {(st.get('fingerprint') or {}).get(k)!r}, now {prints[k]!r})")
+                    for k in diff) + "; run without --resume into a new folder, or restore the original settings")
         runner.load_state_dict(st)
         log.rows = st["log"]
         log.seconds = st["seconds"]
-        log.evaluations = [tuple(e) for e in st["evaluations"]]
 
     def save():
+        # a diverged student is never written as a state to resume from
+        check_weights(student, what="the student", step=runner.t,
+                      hint="the student diverged: lower lr_student (the paper's 1e-4) or lambda_kd")
         if state_path is not None:
-            atomic_torch_save({**runner.state_dict(), "log": log.rows, "seconds": log.seconds,
-                               "evaluations": [list(e) for e in log.evaluations]}, state_path)
+            atomic_torch_save({**runner.state_dict(), "fingerprint": prints, "log": log.rows,
+                               "seconds": log.seconds}, state_path)
 
     end = min(cfg.steps, stop_at) if stop_at else cfg.steps
     bar = tqdm(total=cfg.steps, initial=runner.t, desc="dream+distill", disable=not progress)
@@ -327,14 +352,10 @@ def distill(teacher: nn.Module, student: nn.Module, config: DistillConfig | None
                             S_psnr=f"{rec.psnr_student:.1f}")
             if callback is not None:
                 callback(rec, runner)
-            if eval_fn is not None and eval_every and runner.t % eval_every == 0:
-                log.evaluations.append((runner.t, eval_fn(student)))
             if checkpoint_every and runner.t % checkpoint_every == 0:
                 save()
     finally:
         bar.close()
-    if eval_fn is not None and (not log.evaluations or log.evaluations[-1][0] != runner.t):
-        log.evaluations.append((runner.t, eval_fn(student)))
     save()
     student.eval()
     return student, log

@@ -50,12 +50,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import settings
+from .guards import check_loss, check_setting
 from .models import feature_layer as default_feature_layer
 from .models import restore
 from .observe import extract_features, layer_output, pool_features
 
 __all__ = [
-    "orthogonality_loss", "Priors", "DEEPINVERSION_PRIORS", "DreamStep", "Dreamer", "DreamResult", "dream",
+    "orthogonality_loss", "Priors", "DreamStep", "Dreamer", "DreamResult", "dream",
     "make_targets", "diversity", "batch_psnr", "frozen", "teacher_change", "CHANGE_THRESHOLD",
 ]
 
@@ -124,8 +125,6 @@ class Priors:
         return loss
 
 
-#: A mild preset to switch the priors on in one go (weights are a starting point, not tuned by the paper).
-DEEPINVERSION_PRIORS = Priors(jitter=4, flip=True, tv=1e-3, l2=1e-4)
 
 
 def _priors(p) -> Priors:
@@ -160,15 +159,13 @@ def frozen(model: nn.Module):
 
 
 def batch_psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """Mean over the batch of per-image PSNR (dB) on float RGB, peak 1.
+    """Mean over the batch of per-image PSNR (dB) on float RGB, peak 1: exactly
+    :func:`dreamlib.metrics.psnr_torch`, the measure the pruning search compares with tp, so
+    the dreaming and distillation logs speak the same dB. A log number; for reportable results
+    use :mod:`dreamlib.metrics` (e.g. the ``basicsr`` convention)."""
+    from .metrics import psnr_torch
 
-    ``pred`` is clamped to [0, 1]; MSE over all pixels and the 3 channels, no
-    quantisation and no Y channel. It is a fast log number; for reportable
-    results use :mod:`dreamlib.metrics` (e.g. the ``basicsr`` convention).
-    """
-    with torch.no_grad():
-        mse = ((pred.detach().clamp(0, 1) - target) ** 2).flatten(1).mean(1).clamp_min(1e-12)
-        return float((10 * torch.log10(1.0 / mse)).mean())
+    return psnr_torch(pred.detach(), target.detach())
 
 
 #: Default threshold of :func:`teacher_change`, in 0-255 units.
@@ -310,8 +307,9 @@ class Dreamer:
         if residual_floor is not None and not 0.0 < float(residual_floor) < 1.0:
             raise ValueError(f"residual_floor must be None or in (0, 1) (mean |T(x) - x|, 0-1 units), "
                              f"got {residual_floor}")
-        if not math.isfinite(float(lambda_res)) or float(lambda_res) < 0:
-            raise ValueError(f"lambda_res must be a finite number >= 0, got {lambda_res}")
+        check_setting("lambda_res", lambda_res)
+        check_setting("lambda_orth", lambda_orth)
+        check_setting("lr (the dreaming's learning rate)", lr, positive=True)
         self.residual_floor = None if residual_floor is None else float(residual_floor)
         self.lambda_res = float(lambda_res)
         self.teacher = teacher
@@ -391,6 +389,9 @@ class Dreamer:
             loss = loss + self.lambda_res * l_res
         if self.priors.tv or self.priors.l2:
             loss = loss + self.priors.penalty(x)
+        check_loss(loss.detach(), what=f"the dreaming loss (L_inv {float(l_inv.detach()):.4g}, L_orth {float(l_orth.detach()):.4g})",
+                   step=self.t, hint="check the teacher's weights (a NaN weight), lambda_orth and the "
+                                     "dreaming learning rate (lr_x)")
         # 3. gradient step on x only
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -408,6 +409,22 @@ class Dreamer:
             psnr=batch_psnr(out, y_in), lr=lr, lambda_orth=lam)
         self.t += 1
         return rec
+
+    def state_dict(self) -> dict:
+        """What continues this dreaming exactly: the batch parameter, its optimiser, the RNG, the step."""
+        return {"z": self.z.detach().clone(), "optimizer": self.optimizer.state_dict(), "gen": self.gen.get_state(),
+                "t": self.t}
+
+    def load_state_dict(self, st: dict) -> None:
+        """Continue from :meth:`state_dict` (same teacher, targets and settings)."""
+        if tuple(st["z"].shape) != tuple(self.z.shape):
+            raise ValueError(f"dream state holds a batch of shape {tuple(st['z'].shape)}, this Dreamer "
+                             f"{tuple(self.z.shape)}")
+        with torch.no_grad():
+            self.z.copy_(st["z"])
+        self.optimizer.load_state_dict(st["optimizer"])
+        self.gen.set_state(st["gen"])
+        self.t = int(st["t"])
 
     @torch.no_grad()
     def evaluate(self) -> tuple[torch.Tensor, float, float]:

@@ -24,14 +24,20 @@ def evaluate(model: torch.nn.Module | None, sets: dict, convention: str = "basic
         sets: ``{name: dataset}`` whose items have ``"input"``/``"target"`` (3,H,W) tensors
             and optionally ``"hw"`` (original size before padding).
         convention: metric convention (see :mod:`dreamlib.metrics`).
-        limit: evaluate only the first ``limit`` images of each set.
+        limit: evaluate only the first ``limit`` images of each set (``None``: all; else >= 1).
+
+    Raises :class:`dreamlib.guards.NonFiniteError` if the model outputs NaN/Inf (a
+    diverged model must not be scored as if its NaNs were black pixels).
 
     Returns:
         ``{set: {"psnr": dB, "ssim": float, "n": images}}`` plus an ``"average"`` entry
         (mean over sets, as the paper's tables average set means).
     """
+    from .guards import NonFiniteError
     from .models import restore
 
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be None (every image) or a positive integer, got {limit!r}")
     if model is not None:
         was_training = model.training
         model.eval()
@@ -49,6 +55,9 @@ def evaluate(model: torch.nn.Module | None, sets: dict, convention: str = "basic
                     pred = x
                 else:
                     pred = restore(model, x[None].to(device))[0].float().cpu()
+                    if not bool(torch.isfinite(pred).all()):
+                        raise NonFiniteError(f"the model's output on {name} image {i} holds NaN/Inf: its weights "
+                                             "or an input diverged; nothing is scored")
                 h, w = item.get("hw", y.shape[-2:])
                 scores.append(psnr_ssim(pred[:, :h, :w], y[:, :h, :w], convention))
                 bar.update()

@@ -83,6 +83,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__, settings
+from .guards import check_loss, check_setting
 from .data.rain import STREAK_KINDS
 
 #: Rain kinds a teacher trains on, and the benchmark family it is judged on.
@@ -517,6 +518,10 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
     name = str(name).lower()
     if name not in models.MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(models.MODEL_NAMES)}")
+    for what, v in (("steps", steps), ("batch_size", batch_size), ("crop", crop)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"train-teacher {what} must be a positive integer, got {v!r}")
+    check_setting("train-teacher lr", lr, positive=True)
     if threads:
         torch.set_num_threads(int(threads))
     kinds = tuple(kinds) if kinds else DEFAULT_KINDS[name]
@@ -613,8 +618,7 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
             sched.step()
             step += 1
             v = float(value.detach())
-            if not math.isfinite(v):
-                raise FloatingPointError(f"loss became {v} at step {step}; lower --lr or set --grad-clip")
+            check_loss(v, what=f"the training loss ({v})", step=step, hint="lower --lr or set --grad-clip")
             window.append(v)
             ema = v if ema is None else 0.98 * ema + 0.02 * v
             if len(window) == 50 or step == end:
@@ -691,7 +695,7 @@ def _parse_set(items) -> dict:
     out = {}
     for it in items or []:
         if "=" not in it:
-            raise SystemExit(f"--set expects KEY=VALUE, got {it!r}")
+            raise ValueError(f"--set expects KEY=VALUE, got {it!r}")
         k, v = it.split("=", 1)
         try:
             out[k.strip()] = ast.literal_eval(v)

@@ -51,7 +51,7 @@ def _fake_table(cfg, value):
     from dreamlib import settings
 
     return {"config": cfg, "model": "hinet", "variant": "small", "quick": settings.QUICK, "checkpoint": None,
-            "rows": {label: dict(row) for label in labels}}
+            "data": "synthetic benchmark (SynRain13k, quick)", "rows": {label: dict(row) for label in labels}}
 
 
 def test_ablation_reuses_a_table_made_with_the_same_settings(tmp_path, sets):
@@ -72,6 +72,12 @@ def test_ablation_reuses_a_table_made_with_the_same_settings(tmp_path, sets):
 def test_ablation_refuses_a_table_of_another_model(sets):
     table = {**_fake_table(tiny(), 11.0), "model": "mprnet"}
     with pytest.raises(ValueError, match="model = 'mprnet'"):
+        A.ablation("hinet", config=tiny(), sets=sets, device="cpu", progress=False, from_table=table)
+
+
+def test_ablation_refuses_a_table_on_other_data(sets):
+    table = {**_fake_table(tiny(), 11.0), "data": "/data/Rain13k/test"}
+    with pytest.raises(ValueError, match="evaluated on '/data/Rain13k/test'"):
         A.ablation("hinet", config=tiny(), sets=sets, device="cpu", progress=False, from_table=table)
 
 
@@ -96,10 +102,10 @@ def test_selfdata_at_another_sparsity_gets_its_own_files(tmp_path, sets):
 
 
 def test_sparsity_flag_is_refused_outside_selfdata():
-    from dreamlib.cli import build_parser, cmd_reproduce
+    from dreamlib.cli import UsageError, build_parser, cmd_reproduce
 
     args = build_parser().parse_args(["reproduce", "table1", "--sparsity", "0.5"])
-    with pytest.raises(SystemExit, match="selfdata"):
+    with pytest.raises(UsageError, match="selfdata"):
         cmd_reproduce(args)
 
 
@@ -115,10 +121,10 @@ def test_a_resumed_run_says_so(tmp_path, sets):
 
 @pytest.mark.parametrize("table", ["table1", "ablation", "selfdata"])
 def test_resume_without_out_is_refused_before_any_compute(table):
-    from dreamlib.cli import build_parser, cmd_reproduce
+    from dreamlib.cli import UsageError, build_parser, cmd_reproduce
 
     args = build_parser().parse_args(["reproduce", table, "--resume"])
-    with pytest.raises(SystemExit, match="--resume needs --out"):
+    with pytest.raises(UsageError, match="--resume needs --out"):
         cmd_reproduce(args)
 
 

@@ -29,7 +29,7 @@ def test_config_errors(tmp_path):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("distil: {steps: 3}\n")
-    with pytest.raises(ValueError, match="unknown config keys"):
+    with pytest.raises(ValueError, match=r"bad.yaml: distil: unknown key; known: .*distill"):
         load_config(bad)
     assert load_config(None, distill={"steps": 7})["distill"]["lambda_kd"] == 1.0  # one level deep merge
 

@@ -139,6 +139,9 @@ class PairedImageFolder(Dataset):
         try:
             with Image.open(path) as im:
                 mode = im.mode
+                if mode.startswith("I;16") or mode == "I":  # 16-bit: scale by 65535, not clip at 255
+                    a = np.asarray(im, dtype=np.float32) / 65535.0
+                    return np.repeat(np.clip(a, 0.0, 1.0)[..., None], 3, axis=-1)
                 if mode != "RGB":
                     if not self._warned:
                         warnings.warn(f"{self.set_dir}: converting {mode} images to RGB (first: {path.name}); "

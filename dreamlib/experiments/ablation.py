@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from .. import __version__, settings
-from ..io import atomic_write_json, atomic_write_text
+from ..io import atomic_savefig, atomic_write_json, atomic_write_text
+from ..provenance import provenance
 
 __all__ = ["ablation", "selfdata", "plot_per_set", "ABLATION_STEPS", "SELFDATA_SOURCES"]
 
@@ -36,9 +37,9 @@ def _setup(name, config, device, sets):
     from ..data.benchmark import benchmark_sets
     from ..teachers import load_teacher
     from ..train import EVAL_FAMILY
-    from .tables import load_config
+    from .tables import resolve_config
 
-    cfg = config or load_config()
+    cfg = resolve_config(config)
     settings.seed_everything(cfg["seed"])
     device = torch.device(device) if device else settings.pick_device()
     teacher = load_teacher(name, device=device)
@@ -56,6 +57,9 @@ def _table_rows(table, cfg, name: str) -> dict:
     import json
 
     payload = json.loads(Path(table).read_text()) if not isinstance(table, dict) else table
+    if not str(payload.get("data", "")).startswith("synthetic benchmark"):
+        raise ValueError(f"--from-table: the table was evaluated on {payload.get('data')!r}, this ablation on the "
+                         "synthetic benchmark; give a table run on the synthetic benchmark, or drop --from-table")
     for key, want in (("model", name), ("variant", "small"), ("quick", settings.QUICK), ("checkpoint", None)):
         if payload.get(key) != want:
             raise ValueError(f"--from-table: the table was made with {key} = {payload.get(key)!r}, this ablation "
@@ -90,9 +94,12 @@ def ablation(name: str = "hinet", *, config: dict | None = None, sets: dict | No
     from ..prune import copy_model, paper_target_macs, prune
     from .tables import distill_config, dream_x
 
+    from .tables import resolve_config
+
     t0 = time.perf_counter()
-    cfg, teacher, sets = _setup(name, config, device, sets)
-    reused = _table_rows(from_table, cfg, name) if from_table is not None else {}
+    cfg = resolve_config(config)
+    reused = _table_rows(from_table, cfg, name) if from_table is not None else {}  # checked before any work
+    cfg, teacher, sets = _setup(name, cfg, device, sets)
     target = paper_target_macs(teacher, name)
     # the same X as the table runner, so +AP is the table's adaptive student
     x_info: dict = {}
@@ -113,7 +120,9 @@ def ablation(name: str = "hinet", *, config: dict | None = None, sets: dict | No
         state = Path(state_dir) / f"fig6_{name}_lorth{lam:g}.distill-state.pt" if state_dir else None
         go_on = bool(resume and state and state.is_file())
         resumed += [label] if go_on else []
-        student, _ = distill(teacher, copy_model(ap), dcfg, state_path=state, resume=go_on, progress=progress)
+        student, _ = distill(teacher, copy_model(ap), dcfg, state_path=state, resume=go_on, progress=progress,
+                             fingerprint={"figure": "fig6", "model": name, "target_macs": int(target),
+                                          "quick": bool(settings.QUICK)})
         rows[label] = _evaluate(student, sets, cfg, progress)
     rows["original"] = reused.get("original") or _evaluate(teacher, sets, cfg, progress)
     return {"figure": "fig6_ablation", "model": name, "rows": rows, "target_macs": target, "config": cfg,
@@ -121,6 +130,8 @@ def ablation(name: str = "hinet", *, config: dict | None = None, sets: dict | No
             "reused_from_table": sorted(reused) if reused else [], "resumed_from_state": resumed,
             "dream_residual_floor": x_info["residual_floor"], "dream_coverage_X": x_info["coverage"],
             "table_source": str(from_table) if isinstance(from_table, (str, Path)) else None,
+            "provenance": provenance(config=cfg, seed=cfg["seed"], device=next(teacher.parameters()).device,
+                                     teacher=teacher),
             "wall_s": time.perf_counter() - t0}
 
 
@@ -156,11 +167,15 @@ def selfdata(name: str = "hinet", *, sparsity: float = 0.3, kind: str = "light",
         state = Path(state_dir) / f"fig1_{name}{suffix}_{source}.distill-state.pt" if state_dir else None
         go_on = bool(resume and state and state.is_file())
         resumed += [f"fine-tuned on {label}"] if go_on else []
-        student, _ = distill(teacher, copy_model(pruned), dcfg, state_path=state, resume=go_on, progress=progress)
+        student, _ = distill(teacher, copy_model(pruned), dcfg, state_path=state, resume=go_on, progress=progress,
+                             fingerprint={"figure": "fig1", "model": name, "sparsity": float(sparsity),
+                                          "source": source, "quick": bool(settings.QUICK)})
         rows[f"fine-tuned on {label}"] = _evaluate(student, sets, cfg, progress)
     return {"figure": "fig1_selfdata", "model": name, "tag": tag, "rows": rows, "sparsity": sparsity, "self_kind": kind,
             "config": cfg, "seed": cfg["seed"], "dreamlib": __version__, "quick": settings.QUICK,
-            "resumed_from_state": resumed, "wall_s": time.perf_counter() - t0}
+            "resumed_from_state": resumed, "wall_s": time.perf_counter() - t0,
+            "provenance": provenance(config=cfg, seed=cfg["seed"], device=next(teacher.parameters()).device,
+                                     teacher=teacher)}
 
 
 def plot_per_set(result: dict, ax=None, metric: str = "psnr"):
@@ -216,9 +231,5 @@ def write(result: dict, out_dir) -> Path:
     atomic_write_text(md, "\n".join(lines) + "\n")
     sets_n = len(next(iter(result["rows"].values())))
     ax = plot_per_set(result, ax=Figure(figsize=(max(7, 1.6 * sets_n), 3.8)).subplots())
-    import os
-
-    tmp = stem.with_name(f"{stem.name}.{os.getpid()}.tmp.png")  # unique per process
-    ax.figure.savefig(tmp, dpi=90)
-    tmp.replace(stem.with_suffix(".png"))
+    atomic_savefig(ax.figure, stem.with_suffix(".png"), dpi=90)
     return md

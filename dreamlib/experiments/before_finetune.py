@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 from .. import settings
-from ..io import atomic_write_json, atomic_write_text
+from ..io import atomic_savefig, atomic_write_json, atomic_write_text
+from ..provenance import provenance
 
 __all__ = ["before_finetune_table", "plot_readings"]
 
@@ -55,11 +55,12 @@ def before_finetune_table(name: str, *, out_dir=None, config: dict | None = None
     from ..prune import compare_methods, paper_ratio, paper_target_macs, plot_layer_sparsity
     from ..prune.adaptive import ORDERS
     from ..teachers import load_teacher
-    from .tables import default_run_dir, dream_x, load_config
+    from .run import default_run_dir, prepare_out_dir
+    from .tables import dream_x, resolve_config
 
-    cfg = config or load_config()
+    cfg = resolve_config(config)
     settings.seed_everything(cfg["seed"])
-    out_dir = Path(out_dir) if out_dir else default_run_dir(f"prune-table_{name}")
+    out_dir = prepare_out_dir(out_dir if out_dir else default_run_dir(f"prune-table_{name}"))
     limit = cfg.get("eval_limit") if limit is None else limit
     teacher = load_teacher(name)
     t0 = time.perf_counter()
@@ -80,7 +81,6 @@ def before_finetune_table(name: str, *, out_dir=None, config: dict | None = None
                                 method_options={"adaptive": {**options["adaptive"], "order": other}})
         _merge_row(comp, extra, f"adaptive ({other})")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     cmd = command or f"python -m dreamlib prune-table --model {name}"
     head = (f"# {name} (small teacher): pruned to the paper's FLOPs ratio {paper_ratio(name):.4f}, "
             f"before fine-tuning\n\n"
@@ -101,17 +101,19 @@ def before_finetune_table(name: str, *, out_dir=None, config: dict | None = None
         "layers": json.loads(comp.layers.to_json(orient="records")),
         "reports": {m: r.to_card() for m, r in comp.reports.items()},
         "command": cmd,
+        "provenance": provenance(config=cfg, seed=cfg["seed"], device=next(teacher.parameters()).device,
+                                 teacher=teacher),
     }
     atomic_write_json(out_dir / f"{name}.json", payload)
     atomic_write_text(out_dir / f"{name}.md", head + comp.markdown() + "\n\n" + extra_md + "\n")
     n_layers = comp.layers["layer"].nunique()
     ax = plot_layer_sparsity(comp.layers, ax=Figure(figsize=(max(8, 0.25 * n_layers + 2), 4)).subplots())
     ax.set_title(f"{name}: per-layer sparsity of each method at {target / 1e9:.3f} G-MACs")
-    _save(ax.figure, out_dir / f"{name}_layers.png")
+    atomic_savefig(ax.figure, out_dir / f"{name}_layers.png")
     if both_readings:
         n_mod = len(comp.reports["adaptive"].module_sparsity)
         ax = plot_readings(payload, ax=Figure(figsize=(max(8, 0.3 * n_mod + 2), 4)).subplots())
-        _save(ax.figure, out_dir / f"{name}_readings.png")
+        atomic_savefig(ax.figure, out_dir / f"{name}_readings.png")
     return comp
 
 
@@ -161,14 +163,6 @@ def plot_readings(payload: dict, ax=None):
                  f"{payload['target_macs'] / 1e9:.3f} G-MACs (before fine-tuning)")
     ax.figure.tight_layout()
     return ax
-
-
-def _save(fig, path: Path) -> None:
-    import os
-
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.png")  # unique per process
-    fig.savefig(tmp, dpi=90)
-    tmp.replace(path)
 
 
 def _has_tabulate() -> bool:

@@ -33,9 +33,13 @@ from pathlib import Path
 import torch
 
 from .. import __version__, settings
-from ..io import atomic_write_json, atomic_write_text
+from ..io import atomic_savefig, atomic_write_json, atomic_write_text
+from .config import ConfigError, RunConfig, validate
+from ..provenance import provenance
+from .run import default_run_dir, prepare_out_dir
 
-__all__ = ["PAPER_TABLES", "DEFAULT_CONFIG", "load_config", "run_table", "TABLE_MODELS", "markdown", "save_examples"]
+__all__ = ["PAPER_TABLES", "DEFAULT_CONFIG", "load_config", "resolve_config", "ConfigError", "run_table", "TABLE_MODELS",
+           "markdown", "save_examples"]
 
 #: Which models each table covers and the benchmark family they are evaluated on.
 TABLE_MODELS = {"table1": ("hinet", "mprnet"), "table2": ("durn", "agan")}
@@ -62,26 +66,14 @@ PAPER_TABLES = {
         "ours": [31.18, .921, 24.82, .808], "original": [31.51, .921, 24.92, .809]}},
 }
 
-#: Full settings for the small teachers on a CPU (configs/small_cpu.yaml holds the same).
-DEFAULT_CONFIG = {
-    "seed": 0,
-    "convention": "basicsr",
-    "methods": ["l1-uniform", "erk", "lamp", "adaptive", "dream-budget"],
-    # residual_floor: None = the paper's plain Eq. 5; a number = the dreams' residual floor
-    # (dreamlib.dream, beyond the paper); "auto" = plain dreams, redreamed with AUTO_FLOOR
-    # (and the distillation's dreams too) when the teacher changes under AUTO_MIN_CHANGE of their pixels
-    "dream_x": {"batch_size": 8, "crop": 64, "steps": 150, "residual_floor": "auto"},
-    "adaptive": {"eps": 1e-3, "order": "independent"},
-    "dream-budget": {},
-    "paper_tp": 50.0,  # the paper's protocol (tp fixed, FLOPs follow) is reported beside the equal-FLOPs rows
-    "distill": {"steps": 1800, "reinit_every": 600, "batch_size": 8, "crop": 64, "lr_x": 5e-2,
-                "lambda_orth": 0.05, "orth_schedule": "cosine", "lr_student": 1e-4, "lambda_kd": 1.0,
-                "residual_floor": "auto"},
-    # which pruned students are distilled by dreaming: the paper distils the adaptive one;
-    # adding "lamp" asks how much of the result is the allocation and how much the dreaming
-    "distill_from": ["adaptive", "dream-budget", "lamp"],
-    "eval_limit": None,
-}
+#: Full settings for the small teachers on a CPU (configs/small_cpu.yaml holds the same): the
+#: defaults of :class:`dreamlib.experiments.config.RunConfig`, as the plain dict the runners read.
+#: ``dream_x.residual_floor`` / ``distill.residual_floor``: None = the paper's plain Eq. 5; a number =
+#: the dreams' residual floor (dreamlib.dream, beyond the paper); "auto" = plain dreams, redreamed with
+#: AUTO_FLOOR (and the distillation's dreams too) when the teacher changes under AUTO_MIN_CHANGE of their
+#: pixels. ``distill_from``: the pruned students distilled by dreaming (the paper: adaptive; lamp asks how
+#: much of the result is the allocation and how much the dreaming).
+DEFAULT_CONFIG = RunConfig().to_dict()
 
 #: The row label of a student distilled from each pruning method.
 DISTILLED_LABEL = {"adaptive": "ours: adaptive + dream-distill",
@@ -105,15 +97,14 @@ CONFIG_DIR = settings.REPO_ROOT / "configs"
 
 
 def load_config(path=None, **overrides) -> dict:
-    """DEFAULT_CONFIG updated (one level deep) by a YAML file and keyword overrides.
+    """The runners' settings: :data:`DEFAULT_CONFIG` updated by a YAML file, then by keyword
+    overrides (nested sections key by key), checked completely (:mod:`.config`): unknown keys,
+    types and ranges raise :class:`ConfigError` naming the file and the key path.
 
     Without ``path``, quick mode reads ``configs/quick.yaml``.
     """
-    import copy
-
     import yaml
 
-    cfg = copy.deepcopy(DEFAULT_CONFIG)
     layers = []
     if path is None and settings.QUICK:
         path = CONFIG_DIR / "quick.yaml"
@@ -121,18 +112,24 @@ def load_config(path=None, **overrides) -> dict:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} not found (see configs/ for examples)")
-        layers.append(yaml.safe_load(path.read_text()) or {})
-    layers.append(overrides)
-    for layer in layers:
-        unknown = set(layer) - set(DEFAULT_CONFIG)
-        if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(DEFAULT_CONFIG)}")
-        for k, v in layer.items():
-            if isinstance(cfg.get(k), dict) and isinstance(v, dict):
-                cfg[k].update(v)
-            else:
-                cfg[k] = v
-    return cfg
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())[:200]})") from None
+        if raw is not None and not isinstance(raw, dict):
+            raise ConfigError(f"{path}: must hold a mapping of settings (key: value lines), got {type(raw).__name__}")
+        layers.append((str(path), raw or {}))
+    if overrides:
+        layers.append(("overrides", overrides))
+    return validate(layers).to_dict()
+
+
+def resolve_config(config: dict | None) -> dict:
+    """A config dict passed to a runner, checked and completed like a YAML file
+    (``None``: :func:`load_config`'s default)."""
+    if config is None:
+        return load_config()
+    return validate([("config", config)]).to_dict()
 
 
 def _teacher(name, variant, checkpoint, device):
@@ -163,7 +160,7 @@ def dream_x(teacher, cfg: dict, *, device=None, progress: bool = False, info: di
     of X; with ``"auto"`` also ``coverage_plain``, that of the plain dreams)."""
     from ..dream import dream, make_targets, teacher_change
 
-    dx = cfg["dream_x"]
+    dx = {**DEFAULT_CONFIG["dream_x"], "lr": 5e-2, "lambda_orth": 0.05, "orth_schedule": "cosine", **cfg["dream_x"]}
     targets = make_targets(dx["batch_size"], dx["crop"], seed=cfg["seed"])
     if device is not None:
         targets = targets.to(device)
@@ -171,8 +168,8 @@ def dream_x(teacher, cfg: dict, *, device=None, progress: bool = False, info: di
     info = {} if info is None else info
 
     def run(f):
-        return dream(teacher, targets, steps=dx["steps"], lambda_orth=0.05, orth_schedule="cosine",
-                     seed=cfg["seed"], progress=progress, residual_floor=f).x
+        return dream(teacher, targets, steps=dx["steps"], lr=dx["lr"], lambda_orth=dx["lambda_orth"],
+                     orth_schedule=dx["orth_schedule"], seed=cfg["seed"], progress=progress, residual_floor=f).x
 
     if floor == "auto":
         x = run(None)
@@ -228,7 +225,7 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
     """
     from ..data.benchmark import benchmark_sets
     from ..data.datasets import open_sets
-    from ..distill import DistillConfig, distill
+    from ..distill import distill
     from ..evaluate import evaluate
     from ..flops import count_macs
     from ..prune import compare_methods, copy_model, paper_target_macs, prune
@@ -238,15 +235,10 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
         raise ValueError(f"unknown table {table!r}; choose table1 or table2")
     if name not in TABLE_MODELS[table]:
         raise ValueError(f"{table} covers {', '.join(TABLE_MODELS[table])}, not {name!r}")
-    cfg = config or load_config()
-    unknown = [m for m in cfg.get("distill_from", ["adaptive"]) if m not in cfg["methods"]]
-    if unknown:
-        raise ValueError(f"distill_from {unknown}: not among the pruned methods {cfg['methods']}; "
-                         f"add them to the config's methods")
+    cfg = resolve_config(config)
     device = torch.device(device) if device else settings.pick_device()
     settings.seed_everything(cfg["seed"])
-    out_dir = Path(out_dir) if out_dir else default_run_dir(f"{table}_{name}")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_out_dir(out_dir if out_dir else default_run_dir(f"{table}_{name}"), resume=resume)
     wall = {}
     t_all = time.perf_counter()
 
@@ -292,6 +284,9 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
                        **_row(comp.results[method], set_names)}
 
     dcfg = distill_config(cfg, x_info)
+    run_print = {"table": table, "model": name, "variant": variant, "target_macs": int(target),
+                 "data": str(data_root) if data_root else f"synthetic {EVAL_FAMILY[name]}",
+                 "quick": bool(settings.QUICK)}
     students, logs, resumed = {}, {}, []
     for method in cfg.get("distill_from", ["adaptive"]):
         # the adaptive student keeps the original state-file name, so older runs resume
@@ -303,7 +298,7 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
         resumed += [method] if cont else []
         # a copy: the pruned (not fine-tuned) models stay as they are for the examples figure
         student, mlog = distill(teacher, copy_model(comp.models[method]), dcfg, resume=cont, state_path=state,
-                                progress=progress)
+                                progress=progress, fingerprint={**run_print, "method": method})
         wall["distill" if method == "adaptive" else f"distill_{method}"] = time.perf_counter() - t0
         logs[method] = mlog
         res = evaluate(student, sets, convention=cfg["convention"], progress=progress, limit=cfg["eval_limit"])
@@ -328,6 +323,9 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
         "paper_protocol": paper_protocol,
         "paper": PAPER_TABLES[name],
         "command": command,
+        # one shape for every runner: argv, resolved config, versions, commit, weights and data hashes
+        "provenance": provenance(config=cfg, seed=cfg["seed"], device=device, teacher=teacher, checkpoint=checkpoint,
+                                 data_root=data_root or _benchmark_root(EVAL_FAMILY[name])),
     }
     stem = out_dir / f"{table}_{name}"
     models_ = {"teacher": teacher, **{m: comp.models[m] for m in ("lamp", "adaptive") if m in comp.models}}
@@ -341,14 +339,9 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
     return payload
 
 
-def default_run_dir(stem: str) -> Path:
-    """A fresh ``runs/<stem>_<YYYYmmdd-HHMMSS>/`` folder (git-ignored): runs never overwrite the
-    committed ``results/`` unless it is named with ``--out``."""
-    base = settings.REPO_ROOT / "runs" / f"{stem}_{time.strftime('%Y%m%d-%H%M%S')}"
-    path, k = base, 1
-    while path.exists():
-        path, k = base.with_name(f"{base.name}-{k}"), k + 1
-    return path
+def _benchmark_root(family: str) -> Path:
+    """The folder of the synthetic benchmark the sets were read from (quick or full)."""
+    return settings.WORK_DIR / "benchmark" / ("quick" if settings.QUICK else "full") / family
 
 
 def _check_finite(rows: dict) -> None:
@@ -395,13 +388,7 @@ def save_examples(models_: dict, sets: dict, path, title: str = "", per_set: int
         axes[r, 0].set_ylabel(set_name, fontsize=9)
     fig.suptitle(title + " (PSNR in dB, basicsr convention)", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    import os
-
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.png")  # unique per process
-    fig.savefig(tmp, dpi=80)
-    tmp.replace(path)
-    return path
+    return atomic_savefig(fig, path, dpi=80)
 
 
 def _csv(rows: dict, sets) -> str:

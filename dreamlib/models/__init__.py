@@ -106,6 +106,9 @@ def restore(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     h, w = x.shape[-2:]
     m = pad_multiple(model)
     ph, pw = (-h) % m, (-w) % m
+    if ph >= h or pw >= w:  # reflect padding needs more pixels than it adds
+        raise ValueError(f"a {h}x{w} image is too small for {getattr(model, 'dreamlib_name', type(model).__name__)}: "
+                         f"it is padded to a multiple of {m} px, so give at least {m}x{m} px")
     xp = F.pad(x, (0, pw, 0, ph), mode="reflect") if (ph or pw) else x
     bgr = getattr(model, "dreamlib_channel_order", "RGB") == "BGR"
     out = final_image(model, model(xp.flip(1) if bgr else xp))
@@ -128,4 +131,5 @@ def count_parameters(model: nn.Module) -> int:
 
 
 from .checkpoint import (  # noqa: E402,F401
-    CheckpointError, CheckpointMismatchError, from_checkpoint, load_checkpoint, read_checkpoint, save_checkpoint)
+    CheckpointError, CheckpointMismatchError, UnsafeCheckpointError, from_checkpoint, load_checkpoint, read_checkpoint,
+    save_checkpoint)

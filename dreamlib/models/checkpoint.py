@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -28,27 +27,46 @@ _DREAMLIB_FORMAT = "dreamlib"
 
 
 class CheckpointError(ValueError):
-    """The file is not a readable checkpoint."""
+    """The file is not a readable checkpoint (every failure to read one raises this or a subclass)."""
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(CheckpointError):
     """The checkpoint's keys or shapes do not fit the model."""
 
 
-def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Return ``(state_dict, meta)`` of any supported file; ``meta`` names the format."""
+class UnsafeCheckpointError(CheckpointError):
+    """The file holds pickled objects or code, which ``weights_only=True`` loading refuses."""
+
+
+def safe_load(path):
+    """``torch.load(path, weights_only=True)`` on the CPU, every failure as a :class:`CheckpointError`
+    (``FileNotFoundError`` for a missing path)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (pass the path of a .pth/.pt/.pkl file)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as e:
-        first_line = (str(e).splitlines() or [""])[0][:200]  # an empty file raises EOFError with no message
-        raise CheckpointError(
-            f"could not read {path} as a PyTorch checkpoint ({type(e).__name__}: {first_line}). "
-            "The file may be truncated (re-download it) or not a checkpoint at all; note that only tensors, "
-            "dicts and plain values can be read (weights_only=True)."
-        ) from e
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" in str(e).lower():
+            # keep PyTorch's whole explanation: it names the refused global and how to allow it
+            raise UnsafeCheckpointError(
+                f"{path} holds Python objects or code besides tensors, which dreamlib does not load for safety "
+                f"(torch.load(weights_only=True)). Re-save only the state dict if you trust the file. "
+                f"PyTorch said: {' '.join(str(e).split())}") from e
+        raise CheckpointError(_unreadable(path, e)) from e
+    except Exception as e:  # torch raises KeyError, RuntimeError, EOFError ... on files that are not checkpoints
+        raise CheckpointError(_unreadable(path, e)) from e
+
+
+def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Return ``(state_dict, meta)`` of any supported file; ``meta`` names the format.
+
+    Raises :class:`CheckpointError` for anything that is not a readable checkpoint (a
+    truncated or foreign file, :class:`UnsafeCheckpointError` for pickled objects or code,
+    non-finite weights) and ``FileNotFoundError`` for a missing path.
+    """
+    path = Path(path)
+    obj = safe_load(path)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict or a checkpoint dict")
     meta: dict = {}
@@ -74,7 +92,18 @@ def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict]:
         )
     if sd and all(k.startswith("module.") for k in sd):  # saved from DataParallel
         sd = {k[len("module."):]: v for k, v in sd.items()}
+    bad = [k for k, v in sd.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path} has non-finite (NaN/Inf) weights in {_first(bad, 3)}: the training that "
+                              "wrote it diverged; use an earlier checkpoint")
     return dict(sd), meta
+
+
+def _unreadable(path, e: Exception) -> str:
+    first_line = (str(e).splitlines() or [""])[0][:200]  # an empty file raises EOFError with no message
+    return (f"could not read {path} as a PyTorch checkpoint ({type(e).__name__}: {first_line or 'no message'}); "
+            "it is not a checkpoint, or it is truncated (copy or download it again)")
 
 
 def _diff(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]):

@@ -43,8 +43,7 @@ from .compare import PAPER_FLOPS, Comparison, compare_methods, paper_ratio, pape
 from .erk import erk_densities
 from .io import finalized_state_dict, load_pruned, save_pruned, storage_size
 from .lamp import lamp_scores
-from .masks import (PRUNABLE_TYPES, copy_model, finalize, global_sparsity, layer_sparsity, masks, prunable_layers,
-                    remove_identity_masks)
+from .masks import PRUNABLE_TYPES, copy_model, finalize, global_sparsity, layer_sparsity, masks, prunable_layers
 from .probe import Probe
 from .report import PruneReport
 from .search import MacsModel, bisect_target
@@ -55,7 +54,7 @@ __all__ = [
     "prune_adaptive", "sweep", "Sweep", "DEFAULT_TP", "DEFAULT_EPS", "DEFAULT_ORDER", "ORDERS", "Probe",
     "prune_budget", "DREAM_METHODS",
     "sensitivity_map", "plot_sensitivity",
-    "finalize", "copy_model", "masks", "layer_sparsity", "global_sparsity", "prunable_layers", "remove_identity_masks",
+    "finalize", "copy_model", "masks", "layer_sparsity", "global_sparsity", "prunable_layers",
     "PRUNABLE_TYPES", "save_pruned", "load_pruned", "storage_size", "finalized_state_dict",
     "PAPER_FLOPS", "paper_ratio", "paper_target_macs", "compare_methods", "Comparison", "plot_layer_sparsity",
     "erk_densities", "lamp_scores", "MacsModel", "bisect_target",

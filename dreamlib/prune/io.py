@@ -132,10 +132,12 @@ def load_pruned(path, device="cpu", model: nn.Module | None = None) -> nn.Module
     building one from the file's name/variant/config. The card is attached as
     ``model.dreamlib_card`` and the pruning report as ``model.dreamlib_pruning``.
     """
+    from ..models.checkpoint import CheckpointError, CheckpointMismatchError, safe_load
+
     path = Path(path)
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = safe_load(path)
     if not isinstance(obj, dict) or obj.get("format") != _FORMAT or "masks" not in obj:
-        raise ValueError(f"{path} is not a pruned dreamlib file (no masks); for a plain checkpoint use "
+        raise CheckpointError(f"{path} is not a pruned dreamlib file (no masks); for a plain checkpoint use "
                          "dreamlib.models.from_checkpoint")
     if model is None:
         from ..models import build
@@ -146,8 +148,14 @@ def load_pruned(path, device="cpu", model: nn.Module | None = None) -> nn.Module
         w = torch.zeros(math.prod(rec["shape"]), dtype=rec["values"].dtype)
         w[rec["indices"].long()] = rec["values"]
         sd[key] = w.view(*rec["shape"])
-    model.load_state_dict(sd, strict=True)
-    apply_masks(model, {n: _unpack(p, obj["mask_shapes"][n]) for n, p in obj["masks"].items()})
+    try:
+        model.load_state_dict(sd, strict=True)
+        apply_masks(model, {n: _unpack(p, obj["mask_shapes"][n]) for n, p in obj["masks"].items()})
+    except (RuntimeError, KeyError, AttributeError) as e:
+        what = (str(e).splitlines() or [""])[0][:300]
+        raise CheckpointMismatchError(f"the pruned student in {path} does not fit the model "
+                                      f"{type(model).__name__}: {what}; pass the architecture it was pruned from "
+                                      f"(model=) or none to rebuild it from the file") from e
     model.dreamlib_card = obj.get("card") or {}
     model.dreamlib_pruning = model.dreamlib_card.get("pruning")
     return model.to(device)

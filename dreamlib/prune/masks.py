@@ -34,7 +34,7 @@ PRUNABLE_TYPES = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 __all__ = [
     "PRUNABLE_TYPES", "Layer", "prunable_layers", "layers_in", "has_mask", "set_mask", "get_mask",
-    "l1_mask", "masks", "apply_masks", "remove_identity_masks", "finalize", "layer_sparsity",
+    "l1_mask", "masks", "apply_masks", "finalize", "layer_sparsity",
     "global_sparsity", "effective_weight", "copy_model",
 ]
 
@@ -175,16 +175,6 @@ def apply_masks(model: nn.Module, mask_dict: dict[str, torch.Tensor]) -> None:
         if tuple(mask.shape) != tuple(_param(m).shape):
             raise ValueError(f"mask for {name} has shape {tuple(mask.shape)}, weight is {tuple(_param(m).shape)}")
         _set_module_mask(m, mask)
-
-
-def remove_identity_masks(model: nn.Module) -> int:
-    """Drop masks that prune nothing (all ones); returns how many were dropped."""
-    dropped = 0
-    for m in model.modules():
-        if isinstance(m, PRUNABLE_TYPES) and has_mask(m) and bool(m.weight_mask.all()):
-            tprune.remove(m, "weight")
-            dropped += 1
-    return dropped
 
 
 def copy_model(model: nn.Module) -> nn.Module:
