@@ -4,7 +4,7 @@ Commands:
   demo            the main job on the shipped defaults (writes results/demo/)
   make-benchmark  write the synthetic benchmark in the real datasets' layouts
   rain-table      measure each rain kind's rainy-input PSNR/SSIM on the sample images
-  prune-table     every pruning method at the paper's FLOPs ratio, evaluated before fine-tuning
+  prune-table     every pruning method (both readings of Algorithm 1) at the paper's FLOPs, before fine-tuning
   reproduce       the paper's Table 1 / Table 2 protocol: prune, dream+distill, evaluate
   train-teacher   train a small deraining teacher on synthetic rain (checkpoints, --resume)
   info            versions, device and quick mode

@@ -158,3 +158,15 @@ def test_stale_tmp_files_of_dead_processes_are_removed(tmp_path):
     prepare_out_dir(tmp_path)
     assert not any(p.exists() for p in stale)
     assert live.exists() and keep.exists()  # a live writer's file and real results stay
+
+
+def test_data_root_may_name_one_set_folder(tmp_path):
+    from PIL import Image
+
+    from dreamlib.data.datasets import open_sets
+
+    for sub in ("input", "target"):
+        (tmp_path / "Rain100L" / sub).mkdir(parents=True)
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "Rain100L" / sub / "1.png")
+    sets = open_sets(tmp_path / "Rain100L")  # the set folder itself, not its parent
+    assert list(sets) == ["Rain100L"] and len(sets["Rain100L"]) == 1

@@ -159,3 +159,52 @@ def test_unreadable_checkpoints_raise_checkpoint_error(tmp_path):
     torch.save({"params": {}, "x": _Obj()}, evil)
     with pytest.raises(UnsafeCheckpointError, match="not load for safety.*Weights only load failed"):
         read_checkpoint(evil)
+
+
+# ------------------------------------------------------------------ SIGKILL, then the same run resumes
+
+_KILLED_RUN = r"""
+import os, signal, sys
+import numpy as np, torch
+sys.path.insert(0, {root!r})
+from dreamlib import models
+from dreamlib import prune as P
+from dreamlib.distill import DistillConfig, distill
+torch.set_num_threads(1)
+torch.manual_seed(0)
+teacher = models.build("hinet", "small").eval()
+student, _ = P.prune(teacher, "l1-uniform", sparsity=0.5)
+images = {{"a": np.random.default_rng(0).random((48, 48, 3)).astype(np.float32)}}
+cfg = DistillConfig(steps=6, reinit_every=4, batch_size=2, crop=32, lr_student=1e-3, seed=3)
+def die(rec, runner):
+    if runner.t == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+distill(teacher, student, cfg, images=images, state_path={state!r}, checkpoint_every=1, progress=False,
+        callback=die, fingerprint={{"target_macs": 7}})
+"""
+
+
+def test_sigkill_then_resume_is_bit_identical(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from dreamlib import settings
+
+    state = tmp_path / "state.pt"
+    p = subprocess.run([sys.executable, "-c", _KILLED_RUN.format(root=str(settings.REPO_ROOT), state=str(state))],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    assert state.is_file() and not list(tmp_path.glob("*.tmp"))  # the state is whole, no partial file
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    teacher = models.build("hinet", "small").eval()
+    images = {"a": np.random.default_rng(0).random((48, 48, 3)).astype(np.float32)}
+    c = dict(steps=6, reinit_every=4, batch_size=2, crop=32, lr_student=1e-3, seed=3)
+    student, _ = P.prune(teacher, "l1-uniform", sparsity=0.5)
+    full, _ = distill(teacher, P.copy_model(student), DistillConfig(**c), images=images, progress=False)
+    resumed, log = distill(teacher, P.copy_model(student), DistillConfig(**c), images=images, state_path=state,
+                           resume=True, progress=False, fingerprint={"target_macs": 7})
+    assert log.rows["step"] == list(range(6))
+    for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), k

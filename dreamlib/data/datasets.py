@@ -192,6 +192,9 @@ def open_sets(root, sets=None, **kwargs) -> dict[str, PairedImageFolder]:
     if sets is None:
         sets = [s for s in RAIN13K_SETS + RAINDROP_SETS
                 if (root / s).is_dir() or (root / "test" / s).is_dir()]
+        if not sets and root.is_dir() and (((root / "input").is_dir() and (root / "target").is_dir())
+                                           or ((root / "data").is_dir() and (root / "gt").is_dir())):
+            return {root.name: PairedImageFolder(root, None, **kwargs)}  # the root is one set's folder
         if not sets:
             raise FileNotFoundError(f"none of {', '.join(RAIN13K_SETS + RAINDROP_SETS)} found under {root}; "
                                     f"{_LAYOUT_HELP}")

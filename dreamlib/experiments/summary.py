@@ -1,6 +1,7 @@
 """The README's results tables, built from the committed ``results/`` JSON files.
 
-    python -m dreamlib.experiments.summary        # prints the markdown the README holds
+    python -m dreamlib.experiments.summary                  # prints the markdown the README holds
+    python -m dreamlib.experiments.summary --write-readme   # puts it between the README's markers
 
 ``tests/test_readme_results.py`` checks that the README contains exactly this output, so a
 re-run that changes a number fails CI until the README says the same.
@@ -121,5 +122,28 @@ def markdown_tables(root=None) -> str:
     return "\n".join(parts) + "\n"
 
 
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def readme_block(readme_text: str) -> str:
+    """What the README holds between its results markers."""
+    i, j = readme_text.index(BEGIN) + len(BEGIN), readme_text.index(END)
+    return readme_text[i:j].strip("\n") + "\n"
+
+
+def write_readme(path=None) -> Path:
+    from ..io import atomic_write_text
+
+    path = Path(path or settings.REPO_ROOT / "README.md")
+    text = path.read_text()
+    i, j = text.index(BEGIN) + len(BEGIN), text.index(END)
+    return atomic_write_text(path, text[:i] + "\n" + markdown_tables() + text[j:])
+
+
 if __name__ == "__main__":
-    print(markdown_tables(), end="")
+    import sys
+
+    if "--write-readme" in sys.argv:
+        print(f"wrote {write_readme()}")
+    else:
+        print(markdown_tables(), end="")

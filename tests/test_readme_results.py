@@ -1,0 +1,60 @@
+"""The README's results are the committed results: its generated block and the numbers its prose cites."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dreamlib import settings
+from dreamlib.experiments import summary
+
+README = settings.REPO_ROOT / "README.md"
+RESULTS = settings.REPO_ROOT / "results"
+
+
+def _table(t, name):
+    return json.loads((RESULTS / f"{t}_small" / f"{t}_{name}.json").read_text())
+
+
+def _avg(p, row):
+    return p["rows"][row]["average/psnr"]
+
+
+def test_the_generated_block_matches_the_committed_results():
+    assert summary.readme_block(README.read_text()) == summary.markdown_tables(), (
+        "README results drifted from results/: run `python -m dreamlib.experiments.summary --write-readme`")
+
+
+def test_the_block_would_change_if_a_result_changed(tmp_path):
+    # the check above can fail: a copy of results/ with one number moved gives another block
+    import shutil
+
+    shutil.copytree(RESULTS, tmp_path / "results")
+    path = tmp_path / "results" / "table1_small" / "table1_hinet.json"
+    p = json.loads(path.read_text())
+    p["rows"]["lamp"]["average/psnr"] += 0.5
+    path.write_text(json.dumps(p))
+    assert summary.markdown_tables(tmp_path / "results") != summary.markdown_tables()
+
+
+def test_the_numbers_the_prose_cites():
+    text = " ".join(README.read_text().split())
+    durn, agan = _table("table2", "durn"), _table("table2", "agan")
+    cited = {
+        "DuRN adaptive over l1": f"{_avg(durn, 'adaptive (before distillation)') - _avg(durn, 'l1-uniform'):.2f} dB above l1",
+        "DuRN X coverage": f"changes {100 * durn['dream_coverage']['X']['changed_frac']:.1f} % of X's pixels",
+        "DuRN plain dreams": f"{100 * durn['dream_coverage']['X_plain']['changed_frac']:.2f} % of the pixels",
+        "DuRN residual floor": f"≥ {durn['dream_residual_floor']:g}",
+        "AGAN ours gap": f"{_avg(agan, 'original') - _avg(agan, 'ours: adaptive + dream-distill'):.2f} dB under the teacher",
+        "AGAN budget gap": f"gets closer ({_avg(agan, 'original') - _avg(agan, 'dream-budget + dream-distill (beyond the paper)'):.2f} dB)",
+        "AGAN coverage": f"changes {100 * agan['dream_coverage']['X']['changed_frac']:.1f} % of its dreamed pixels",
+    }
+    for what, phrase in cited.items():
+        assert phrase in text, f"{what}: the README should say {phrase!r}"
+
+
+@pytest.mark.parametrize("name", ["hinet", "mprnet", "durn", "agan"])
+def test_the_cumulative_reading_starts_below_l1_as_the_readme_says(name):
+    pt = json.loads((RESULTS / "prune_before_finetune" / f"{name}.json").read_text())["table"]
+    assert pt["adaptive (cumulative)"]["average/psnr"] < pt["l1-uniform"]["average/psnr"]
+    assert pt["adaptive"]["average/psnr"] > pt["adaptive (cumulative)"]["average/psnr"]
