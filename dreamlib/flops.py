@@ -112,11 +112,11 @@ def _density(m: nn.Module) -> float:
     return float(torch.count_nonzero(w)) / w.numel()
 
 
-def macs_breakdown(model: nn.Module, input_size=(1, 3, 256, 256), convention: str = "nni") -> list[LayerMACs]:
+def macs_breakdown(model: nn.Module, input_size=(1, 3, 256, 256), macs_convention: str = "nni") -> list[LayerMACs]:
     """Per-layer MACs per sample, in forward-registration order (for bar charts)."""
-    if convention not in CONVENTIONS:
-        raise ValueError(f"unknown convention {convention!r}; choose one of {CONVENTIONS}")
-    col = CONVENTIONS.index(convention)
+    if macs_convention not in CONVENTIONS:
+        raise ValueError(f"unknown macs_convention {macs_convention!r}; choose one of {CONVENTIONS}")
+    col = CONVENTIONS.index(macs_convention)
     dense = _dense_macs(model, tuple(input_size))
     modules = dict(model.named_modules())
     rows = []
@@ -127,18 +127,18 @@ def macs_breakdown(model: nn.Module, input_size=(1, 3, 256, 256), convention: st
     return rows
 
 
-def count_macs(model: nn.Module, input_size=(1, 3, 256, 256), convention: str = "nni") -> int:
+def count_macs(model: nn.Module, input_size=(1, 3, 256, 256), macs_convention: str = "nni") -> int:
     """Total multiply-accumulates per sample for ``input_size`` (N,C,H,W).
 
     Args:
         model: any ``nn.Module`` whose forward takes one image tensor.
         input_size: the probe input shape; the paper uses (1, 3, 256, 256).
-        convention: ``"nni"`` (the paper's table) or ``"exact"``; see the module docstring.
+        macs_convention: ``"nni"`` (the paper's table) or ``"exact"``; see the module docstring.
 
     Returns:
         MACs per sample as an int (divide by 1e9 for the paper's "G").
     """
-    return sum(r.macs for r in macs_breakdown(model, input_size, convention))
+    return sum(r.macs for r in macs_breakdown(model, input_size, macs_convention))
 
 
 def count_params(model: nn.Module, nonzero: bool = False) -> int:

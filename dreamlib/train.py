@@ -68,13 +68,16 @@ rainy input's.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import platform
 import shlex
 import sys
 import time
+import typing
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +87,8 @@ from torch import nn
 
 from . import __version__, settings
 from .guards import check_loss, check_setting
+from .models.agan import identity_init_  # noqa: F401  (re-exported: the recipes name it)
+from .models.init import DIRAC_NOISE, INITS, dirac_init_, kaiming_init_  # noqa: F401
 from .data.rain import STREAK_KINDS
 
 #: Rain kinds a teacher trains on, and the benchmark family it is judged on.
@@ -91,10 +96,95 @@ DEFAULT_KINDS = {"hinet": STREAK_KINDS, "mprnet": STREAK_KINDS, "durn": ("raindr
 EVAL_FAMILY = {"hinet": "SynRain13k", "mprnet": "SynRain13k", "durn": "SynRainDrop", "agan": "SynRainDrop"}
 FAMILIES = ("SynRain13k", "SynRainDrop")
 
-#: Defaults of the hyper-parameters (the CLI's too). Per-teacher recipes of the
-#: shipped files are in their cards (and in the README).
-DEFAULTS = dict(steps=3000, batch_size=8, crop=96, lr=2e-3, min_lr_ratio=0.01, warmup=100, aux_weight=1.0,
-                grad_clip=0.0, loss="psnr", charbonnier_eps=1e-3)
+LOSSES = ("charbonnier", "l1", "mse", "psnr")
+AUGMENTATIONS = ("hflip", "full")
+
+
+def _opt(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainRecipe:
+    """A teacher's training hyper-parameters: the one place the ``train-teacher`` flags, their
+    defaults, :func:`train_teacher`'s defaults and the card's reproducing command come from.
+
+    ``kinds`` / ``images``: ``None`` = the model's default rain kinds (:data:`DEFAULT_KINDS`) /
+    every train-role image. ``identity_init``: ``None`` = on for AGAN only.
+    """
+
+    kinds: typing.Optional[typing.Tuple[str, ...]] = _opt(None, "comma-separated rain kinds (default: streak kinds "
+                                                          "for hinet/mprnet, raindrop for durn/agan)")
+    steps: int = _opt(3000, "training steps")
+    batch_size: int = _opt(8, "crops per step")
+    crop: int = _opt(96, "training crop side in px (a multiple of the model's pad multiple)")
+    lr: float = _opt(2e-3, "peak Adam learning rate")
+    min_lr_ratio: float = _opt(0.01, "final lr / peak lr (cosine schedule)")
+    warmup: int = _opt(100, "linear warm-up steps")
+    aux_weight: float = _opt(1.0, "weight of the intermediate-output losses (0: final image only)")
+    grad_clip: float = _opt(0.0, "max grad norm (0: off)")
+    loss: str = _opt("psnr", "pixel loss", choices=LOSSES)
+    identity_init: typing.Optional[bool] = _opt(None, "start as the identity map (default: on for agan, whose "
+                                                      "output is not residual)")
+    augment: str = _opt("hflip", "hflip: horizontal flips; full: also rescaling, rotations, vertical flips, "
+                                 "channel order", choices=AUGMENTATIONS)
+    procedural: float = _opt(0.0, "fraction of training crops that are procedural dead-leaves pictures instead "
+                                  "of crops of the train-role images", metavar="FRACTION")
+    init: str = _opt("default", "weight initialisation: PyTorch's default, He-normal for every conv (kaiming), "
+                                "or identity kernels plus scaled He noise for plain conv stacks (dirac)",
+                     choices=INITS)
+    images: typing.Optional[typing.Tuple[str, ...]] = _opt(None, "comma-separated subset of the train-role "
+                                                                 "images (default: all of them)")
+    seed: int = _opt(0, "model initialisation and data stream")
+
+    @staticmethod
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """One flag per field, with its default, type and help."""
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            kw = {"default": f.default, "help": f.metadata["help"]}
+            tp = hints[f.name]
+            if tp is typing.Optional[bool]:
+                kw["action"] = argparse.BooleanOptionalAction
+            elif f.name in ("kinds", "images"):
+                kw["type"] = lambda v: tuple(x.strip() for x in v.split(",") if x.strip())
+            else:
+                kw["type"] = tp
+            for k in ("choices", "metavar"):
+                if k in f.metadata:
+                    kw[k] = f.metadata[k]
+            parser.add_argument(cls.flag(f.name), **kw)
+
+    @classmethod
+    def from_args(cls, args) -> "TrainRecipe":
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+    def to_kwargs(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def command_args(self) -> list[str]:
+        """The flags that reproduce this recipe (every field, in field order)."""
+        out = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is None:
+                continue
+            if isinstance(v, bool):
+                out.append(self.flag(f.name) if v else "--no-" + f.name.replace("_", "-"))
+            elif isinstance(v, (tuple, list)):
+                out += [self.flag(f.name), ",".join(map(str, v))]
+            else:
+                out += [self.flag(f.name), repr(v) if isinstance(v, float) else str(v)]
+        return out
+
+
+#: Defaults of the hyper-parameters (:class:`TrainRecipe`'s). Per-teacher recipes of the
+#: shipped files are in their cards and in :data:`dreamlib.teachers.RECIPES`.
+DEFAULTS = {**{f.name: f.default for f in dataclasses.fields(TrainRecipe)}, "charbonnier_eps": 1e-3}
 
 _STATE_FORMAT = "dreamlib-train-state-1"
 
@@ -104,8 +194,6 @@ class ResumeMismatchError(ValueError):
 
 
 # ----------------------------------------------------------------------------- data
-
-AUGMENTATIONS = ("hflip", "full")
 
 
 class RainPairSampler:
@@ -209,9 +297,6 @@ def psnr_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> to
     return 10.0 * torch.log10(mse + eps).mean()
 
 
-LOSSES = ("charbonnier", "l1", "mse", "psnr")
-
-
 def pixel_loss(kind: str, pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     if kind == "charbonnier":
         return charbonnier(pred, target, eps)
@@ -224,156 +309,19 @@ def pixel_loss(kind: str, pred: torch.Tensor, target: torch.Tensor, eps: float =
     raise ValueError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
 
 
-def _resize(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return t if t.shape[-2:] == like.shape[-2:] else F.interpolate(t, size=like.shape[-2:], mode="area")
-
-
 def teacher_loss(name: str, output, rainy: torch.Tensor, clean: torch.Tensor, aux_weight: float = 1.0,
                  eps: float = 1e-3, loss: str = "charbonnier") -> torch.Tensor:
-    """Training loss of a raw ``model(rainy)`` output (see the module docstring)."""
+    """Training loss of a raw ``model(rainy)`` output: the architecture's own ``training_loss``
+    (beside its model, e.g. :func:`dreamlib.models.hinet.training_loss`) with the pixel loss ``loss``."""
+    from .models import _spec
+
     def px(pred, target):
         return pixel_loss(loss, pred, target, eps)
 
-    if name == "hinet":  # [stage1, stage2]
-        total = px(output[-1], clean)
-        if aux_weight:
-            total = total + aux_weight * px(output[0], clean)
-    elif name == "mprnet":  # [stage3, stage2, stage1]
-        total = px(output[0], clean)
-        if aux_weight:
-            total = total + aux_weight * sum(px(o, clean) for o in output[1:])
-    elif name == "agan":  # (masks, frame 1/4, frame 1/2, image)
-        masks, f1, f2, img = output
-        total = px(img, clean)
-        if aux_weight:
-            total = total + aux_weight * (0.6 * px(f1, _resize(clean, f1)) + 0.8 * px(f2, _resize(clean, f2)))
-            target = ((rainy - clean).abs().amax(1, keepdim=True) > 30 / 255).float()
-            n = len(masks)
-            att = sum(0.8 ** (n - 1 - t) * F.mse_loss(m, target) for t, m in enumerate(masks))
-            total = total + 0.1 * aux_weight * att
-    elif name == "durn":
-        total = px(output, clean)
-    else:
-        raise ValueError(f"unknown model {name!r}")
-    return total
+    return _spec(name).training_loss(output, rainy, clean, px, aux_weight)
 
 
 # ----------------------------------------------------------------------------- helpers
-
-INITS = ("default", "kaiming", "dirac")
-
-#: scale of the He-normal noise on top of the identity kernels of ``init="dirac"``
-DIRAC_NOISE = 0.3
-
-
-@torch.no_grad()
-def kaiming_init_(model: nn.Module) -> nn.Module:
-    """He-normal weights (fan-in, ReLU gain) and zero biases for every (transposed) conv, in place.
-
-    PyTorch's default conv initialisation draws weights with a variance of
-    1/(3 fan_in), a third of what keeps a ReLU signal's scale. A plain stack of
-    ReLU convs, like AGAN's ten bottleneck convs, then shrinks its signal at every
-    layer: in the small AGAN at initialisation the 1/4-resolution features are
-    ~0.015 (std) against ~0.14 after the first conv, so the deep path starts
-    nearly silent and its gradients are tiny. He initialisation keeps the scale.
-    """
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-    return model
-
-
-@torch.no_grad()
-def dirac_init_(model: nn.Module, noise: float = DIRAC_NOISE) -> nn.Module:
-    """Start every conv as (close to) a channel-wise identity, in place; keys and shapes untouched.
-
-    A plain stack of ReLU convs (AGAN's 14-conv path from ``conv2`` down to 1/4
-    resolution and back up through ``deconv2``) learns slowly even at the He
-    scale: the correction it must learn travels through every layer. Here each
-    conv first gets He-normal weights scaled by ``noise`` and zero bias
-    (:func:`kaiming_init_`), then the kernel of output channel ``c`` gets a 1 at
-    the centre tap of input channel ``c`` for ``c < min(in, out)``. Post-ReLU
-    features are non-negative, so a conv with that kernel alone followed by a
-    ReLU passes them on unchanged; with the noise added, the output of the small
-    AGAN's eight 1/4-resolution convs still correlates with their input (about
-    0.3, against about 0 with He weights alone), so the deep path starts close to
-    a residual network's and its layers get useful gradients from step one.
-    Strided convs keep every second pixel of those channels; transposed convs
-    (``ConvTranspose2d(k=4, s=2, p=1)``) get the bilinear upsampling kernel on
-    them instead of the 1.
-
-    Meant for plain (non-residual) stacks. It touches every conv: inside a
-    residual block it doubles the identity path at the start (AGAN's attention
-    branch; the shipped teacher was trained that way). Apply it before
-    :func:`identity_init_`.
-
-    Small AGAN, same data stream, training PSNR averaged over steps 1500-2000:
-    He init at lr 3e-3 22.8 dB; dirac at lr 7e-4 24.9 dB, at 1.5e-3 24.5 dB, and
-    at 3e-3 no better than He over its first 800 steps. On the benchmark: +4.62 /
-    +4.53 dB after 6500 steps (dirac, 7e-4) against +2.63 / +2.08 after 10000 (He).
-    """
-    kaiming_init_(model)
-    bilinear = torch.tensor([0.25, 0.75, 0.75, 0.25])
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) and m.groups == 1:
-            m.weight.mul_(noise)
-            if isinstance(m, nn.ConvTranspose2d):
-                cin, cout, kh, kw = m.weight.shape
-                if (kh, kw) == (4, 4) and m.stride == (2, 2):
-                    for c in range(min(cin, cout)):
-                        m.weight[c, c] += torch.outer(bilinear, bilinear)
-                continue
-            cout, cin, kh, kw = m.weight.shape
-            for c in range(min(cin, cout)):
-                m.weight[c, c, kh // 2, kw // 2] += 1.0
-    return model
-
-
-_LIVE_BIAS = 0.1  # keeps deconv2's identity channels on the live side of their ReLU
-
-
-@torch.no_grad()
-def identity_init_(model: nn.Module) -> nn.Module:
-    """Start AGAN's generator as the exact identity map (in place; keys and shapes untouched).
-
-    AGAN's output is not residual, so with the default initialisation the first
-    hundreds of steps are spent learning to copy the input (a 600-step pilot still
-    scored below the rainy input). Here ``conv1`` copies the image into its first
-    3 channels (ReLU keeps [0, 1] values), ``deconv2`` adds only a constant to
-    them (see below), ``conv10`` copies them on and ``output`` reads only them;
-    every other weight keeps the initialisation it had (PyTorch's default,
-    :func:`kaiming_init_` or :func:`dirac_init_`), so the network starts at
-    "output = input" and learns the correction, like the residual networks. The
-    ``output`` weights of the other channels start at zero (they receive
-    gradients from step one).
-
-    ``deconv2``'s channels 0-2 start with zero weights but a bias of
-    ``_LIVE_BIAS`` (and ``output`` subtracts it again, so the start is still the
-    exact identity): with a zero bias their pre-activation would be exactly 0,
-    the ReLU after ``deconv2`` would pass no gradient, and those 3 channels would
-    stay dead for the whole training (a sparsity-aware MAC count then reports
-    fewer MACs for the trained model than for a fresh build).
-    """
-    name = getattr(model, "dreamlib_name", None)
-    if name != "agan":
-        raise ValueError(f"identity_init_ is for AGAN (non-residual output); got {name!r}")
-    c1, d2, c10, out = model.conv1[0], model.deconv2[0], model.conv10[0], model.output[0]
-    if c1.out_channels < 3 or c10.out_channels < 3:
-        raise ValueError("identity_init_ needs at least 3 channels in conv1 and conv10")
-    for conv in (c1, c10, out):
-        conv.weight[:3].zero_()
-        conv.bias[:3].zero_()
-        kh, kw = conv.kernel_size
-        for c in range(3):
-            conv.weight[c, c, kh // 2, kw // 2] = 1.0
-    d2.weight[:, :3].zero_()  # ConvTranspose2d weight is (in, out, k, k)
-    d2.bias[:3].fill_(_LIVE_BIAS)
-    # conv10 and output copy the +_LIVE_BIAS through channels 0-2; cancel it at the end
-    out.bias[:3].fill_(-_LIVE_BIAS)
-    return model
-
 
 def _lr_lambda(steps: int, warmup: int, min_ratio: float):
     def f(step: int) -> float:  # multiplier of the base lr for the update number ``step`` (0-based)
@@ -430,19 +378,18 @@ def _train_names() -> list[str]:
 
 
 def equivalent_command(config: dict, out_dir) -> str:
-    """A ``python -m dreamlib train-teacher`` line that reproduces ``config``."""
+    """A ``python -m dreamlib train-teacher`` line that reproduces a card's ``config`` (its flags come
+    from :class:`TrainRecipe`, so a new hyper-parameter cannot be left out of it)."""
+    recipe = TrainRecipe(
+        kinds=tuple(config["kinds"]), steps=config["steps"], batch_size=config["batch_size"], crop=config["crop"],
+        lr=config["lr"], min_lr_ratio=config["min_lr_ratio"], warmup=config["warmup"],
+        aux_weight=config["aux_weight"], grad_clip=config["grad_clip"], loss=config["loss"],
+        identity_init=config["identity_init"], augment=config.get("augment", DEFAULTS["augment"]),
+        procedural=config.get("procedural", DEFAULTS["procedural"]), init=config.get("init", DEFAULTS["init"]),
+        images=None if config["train_images"] == sorted(_train_names()) else tuple(config["train_images"]),
+        seed=config["seed"])
     parts = ["python", "-m", "dreamlib", "train-teacher", "--model", config["name"], "--variant", config["variant"],
-             "--kinds", ",".join(config["kinds"]), "--steps", str(config["steps"]),
-             "--batch-size", str(config["batch_size"]), "--crop", str(config["crop"]), "--lr", repr(config["lr"]),
-             "--min-lr-ratio", repr(config["min_lr_ratio"]), "--warmup", str(config["warmup"]),
-             "--aux-weight", repr(config["aux_weight"]), "--loss", config["loss"],
-             "--identity-init" if config["identity_init"] else "--no-identity-init", "--grad-clip", repr(config["grad_clip"]),
-             "--augment", config.get("augment", "hflip"),
-             *(["--procedural", str(config["procedural"])] if config.get("procedural") else []),
-             *(["--init", config["init"]] if config.get("init") else []),
-             "--seed", str(config["seed"]), "--out", str(out_dir)]
-    if config["train_images"] != sorted(_train_names()):
-        parts += ["--images", ",".join(config["train_images"])]
+             *recipe.command_args(), "--out", str(out_dir)]
     for k, v in config["model_overrides"].items():
         parts += ["--set", f"{k}={v!r}"]
     return shlex.join(parts)
@@ -476,8 +423,10 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
                   batch_size: int = DEFAULTS["batch_size"], crop: int = DEFAULTS["crop"], lr: float = DEFAULTS["lr"],
                   min_lr_ratio: float = DEFAULTS["min_lr_ratio"], warmup: int = DEFAULTS["warmup"],
                   aux_weight: float = DEFAULTS["aux_weight"], grad_clip: float = DEFAULTS["grad_clip"],
-                  loss: str = DEFAULTS["loss"], identity_init: bool | None = None, augment: str = "hflip",
-                  procedural: float = 0.0, init: str = "default", images=None, seed: int = 0, out_dir=None, state_path=None, checkpoint_every: int = 200, resume: bool = False,
+                  loss: str = DEFAULTS["loss"], identity_init: bool | None = DEFAULTS["identity_init"],
+                  augment: str = DEFAULTS["augment"], procedural: float = DEFAULTS["procedural"],
+                  init: str = DEFAULTS["init"], images=DEFAULTS["images"], seed: int = DEFAULTS["seed"], out_dir=None,
+                  state_path=None, checkpoint_every: int = 200, resume: bool = False,
                   stop_at: int | None = None, threads: int | None = None, progress: bool = True,
                   evaluate: bool = True, command: str | None = None, **model_overrides):
     """Train ``name`` (``variant`` config plus ``model_overrides``) and write it with its card.
@@ -712,16 +661,10 @@ def command_line() -> str:
 
 
 def cmd_train_teacher(args) -> int:
-    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip()) if args.kinds else None
     model, card = train_teacher(
-        args.model, args.variant, kinds=kinds, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
-        lr=args.lr, min_lr_ratio=args.min_lr_ratio, warmup=args.warmup, aux_weight=args.aux_weight,
-        grad_clip=args.grad_clip, loss=args.loss, identity_init=args.identity_init, augment=args.augment,
-        procedural=args.procedural, init=args.init,
-        images=[n.strip() for n in args.images.split(",") if n.strip()] if args.images else None, seed=args.seed, out_dir=args.out, state_path=args.state,
+        args.model, args.variant, **TrainRecipe.from_args(args).to_kwargs(), out_dir=args.out, state_path=args.state,
         checkpoint_every=args.checkpoint_every, resume=args.resume, stop_at=args.stop_at, threads=args.threads,
-        progress=not args.no_progress, evaluate=not args.no_eval,
-        command=command_line(), **_parse_set(args.set))
+        progress=not args.no_progress, evaluate=not args.no_eval, command=command_line(), **_parse_set(args.set))
     if card is None:
         print(f"stopped at step {args.stop_at}; continue with the same command plus --resume")
         return 0
@@ -741,31 +684,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--model", required=True, choices=MODEL_NAMES)
     t.add_argument("--variant", default="small", help="config in the model's CONFIGS (default: small)")
-    t.add_argument("--kinds", default=None, help="comma-separated rain kinds (default: streak kinds for "
-                                                 "hinet/mprnet, raindrop for durn/agan)")
-    t.add_argument("--steps", type=int, default=DEFAULTS["steps"])
-    t.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
-    t.add_argument("--crop", type=int, default=DEFAULTS["crop"], help="training crop side (multiple of the pad multiple)")
-    t.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="peak Adam learning rate")
-    t.add_argument("--min-lr-ratio", type=float, default=DEFAULTS["min_lr_ratio"], help="final lr / peak lr")
-    t.add_argument("--warmup", type=int, default=DEFAULTS["warmup"], help="linear warm-up steps")
-    t.add_argument("--aux-weight", type=float, default=DEFAULTS["aux_weight"],
-                   help="weight of the intermediate-output losses (0: final image only)")
-    t.add_argument("--grad-clip", type=float, default=DEFAULTS["grad_clip"], help="max grad norm (0: off)")
-    t.add_argument("--loss", default=DEFAULTS["loss"], choices=LOSSES, help="pixel loss")
-    t.add_argument("--identity-init", action=argparse.BooleanOptionalAction, default=None,
-                   help="start as the identity map (default: on for agan, whose output is not residual)")
-    t.add_argument("--augment", default="hflip", choices=AUGMENTATIONS,
-                   help="hflip: horizontal flips; full: also rescaling, rotations, vertical flips, channel order")
-    t.add_argument("--init", default="default", choices=INITS,
-                   help="weight initialisation: PyTorch's default, He-normal for every conv (kaiming), or "
-                        "identity kernels plus scaled He noise for plain conv stacks (dirac)")
-    t.add_argument("--procedural", type=float, default=0.0, metavar="FRACTION",
-                   help="fraction of training crops that are procedural dead-leaves pictures instead of "
-                        "crops of the train-role images (default 0)")
-    t.add_argument("--images", default=None,
-                   help="comma-separated subset of the train-role images (default: all of them)")
-    t.add_argument("--seed", type=int, default=0)
+    TrainRecipe.add_arguments(t)  # the hyper-parameters: one flag per TrainRecipe field
     t.add_argument("--out", type=Path, default=None, help="output folder (default: work/teachers)")
     t.add_argument("--state", type=Path, default=None,
                    help="training-state file (default: work/train/<model>_<variant>_seed<seed>.state.pt)")

@@ -125,8 +125,8 @@ def test_official_macs_with_flops_module(official):
     # dreamlib.flops caches layer shapes per architecture: measure them with a meta
     # forward (no compute), then count the real (dense) model against that cache.
     flops._dense_macs(_meta_official(), (1, 3, 256, 256))
-    nni = flops.count_macs(official, (1, 3, 256, 256), convention="nni")
-    exact = flops.count_macs(official, (1, 3, 256, 256), convention="exact")
+    nni = flops.count_macs(official, (1, 3, 256, 256), macs_convention="nni")
+    exact = flops.count_macs(official, (1, 3, 256, 256), macs_convention="exact")
     assert abs(nni / 1e9 - 140.982) < 0.05
     assert abs(exact / 1e9 - 140.98) < 0.05
 

@@ -58,8 +58,7 @@ __all__ = [
     "PAD_MULTIPLE",
     "FEATURE_LAYER",
     "prunable_modules",
-    "INPUT_CHANNEL_ORDER",
-]
+    "INPUT_CHANNEL_ORDER", "training_loss", "identity_init_"]
 
 #: Channel order the released ``gen.pkl`` was trained on (OpenCV images).
 INPUT_CHANNEL_ORDER = "BGR"
@@ -282,3 +281,68 @@ def prunable_modules(model: nn.Module) -> list[str]:
     names += ["conv7", "conv8", "outframe1", "deconv1", "conv9", "outframe2",
               "deconv2", "conv10", "output"]
     return names
+
+
+# ----------------------------------------------------------------------------- training
+
+_LIVE_BIAS = 0.1  # keeps deconv2's identity channels on the live side of their ReLU
+
+
+@torch.no_grad()
+def identity_init_(model: nn.Module) -> nn.Module:
+    """Start AGAN's generator as the exact identity map (in place; keys and shapes untouched).
+
+    AGAN's output is not residual, so with the default initialisation the first
+    hundreds of steps are spent learning to copy the input (a 600-step pilot still
+    scored below the rainy input). Here ``conv1`` copies the image into its first
+    3 channels (ReLU keeps [0, 1] values), ``deconv2`` adds only a constant to
+    them (see below), ``conv10`` copies them on and ``output`` reads only them;
+    every other weight keeps the initialisation it had (PyTorch's default,
+    :func:`dreamlib.models.init.kaiming_init_` or :func:`dreamlib.models.init.dirac_init_`), so the network starts at
+    "output = input" and learns the correction, like the residual networks. The
+    ``output`` weights of the other channels start at zero (they receive
+    gradients from step one).
+
+    ``deconv2``'s channels 0-2 start with zero weights but a bias of
+    ``_LIVE_BIAS`` (and ``output`` subtracts it again, so the start is still the
+    exact identity): with a zero bias their pre-activation would be exactly 0,
+    the ReLU after ``deconv2`` would pass no gradient, and those 3 channels would
+    stay dead for the whole training (a sparsity-aware MAC count then reports
+    fewer MACs for the trained model than for a fresh build).
+    """
+    name = getattr(model, "dreamlib_name", None)
+    if name != "agan":
+        raise ValueError(f"identity_init_ is for AGAN (non-residual output); got {name!r}")
+    c1, d2, c10, out = model.conv1[0], model.deconv2[0], model.conv10[0], model.output[0]
+    if c1.out_channels < 3 or c10.out_channels < 3:
+        raise ValueError("identity_init_ needs at least 3 channels in conv1 and conv10")
+    for conv in (c1, c10, out):
+        conv.weight[:3].zero_()
+        conv.bias[:3].zero_()
+        kh, kw = conv.kernel_size
+        for c in range(3):
+            conv.weight[c, c, kh // 2, kw // 2] = 1.0
+    d2.weight[:, :3].zero_()  # ConvTranspose2d weight is (in, out, k, k)
+    d2.bias[:3].fill_(_LIVE_BIAS)
+    # conv10 and output copy the +_LIVE_BIAS through channels 0-2; cancel it at the end
+    out.bias[:3].fill_(-_LIVE_BIAS)
+    return model
+
+
+def training_loss(output, rainy, clean, px, aux_weight: float = 1.0):
+    """Teacher training loss of a raw AGAN output ``(masks, frame 1/4, frame 1/2, image)``: ``px`` on
+    the image; with ``aux_weight``, the official side losses: the 1/4 and 1/2 frames (weights 0.6 and
+    0.8 against the downscaled clean image) and the attention maps (MSE to the mask of pixels the rain
+    changed by more than 30/255, later steps weighted more, theta 0.8), scaled by 0.1."""
+    def resize(t, like):
+        return t if t.shape[-2:] == like.shape[-2:] else F.interpolate(t, size=like.shape[-2:], mode="area")
+
+    masks, f1, f2, img = output
+    total = px(img, clean)
+    if aux_weight:
+        total = total + aux_weight * (0.6 * px(f1, resize(clean, f1)) + 0.8 * px(f2, resize(clean, f2)))
+        target = ((rainy - clean).abs().amax(1, keepdim=True) > 30 / 255).float()
+        n = len(masks)
+        att = sum(0.8 ** (n - 1 - t) * F.mse_loss(m, target) for t, m in enumerate(masks))
+        total = total + 0.1 * aux_weight * att
+    return total

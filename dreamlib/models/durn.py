@@ -59,8 +59,7 @@ __all__ = [
     "FEATURE_LAYER",
     "prunable_modules",
     "required_input_size",
-    "INPUT_CHANNEL_ORDER",
-]
+    "INPUT_CHANNEL_ORDER", "training_loss"]
 
 # Channel order the released checkpoint was trained with (cv2.imread, no conversion).
 INPUT_CHANNEL_ORDER = "BGR"
@@ -348,3 +347,8 @@ def prunable_modules(model: DuRN) -> list[str]:
     """
     return (["conv1", "conv2", "conv3"] + list(model.block_names)
             + ["deconv1", "conv4", "deconv2", "end_conv"])
+
+
+def training_loss(output, rainy, clean, px, aux_weight: float = 1.0):
+    """Teacher training loss of a DuRN output (the image): ``px`` on it; DuRN has no side outputs."""
+    return px(output, clean)

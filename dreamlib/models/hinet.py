@@ -35,8 +35,7 @@ __all__ = [
     "final_image",
     "PAD_MULTIPLE",
     "FEATURE_LAYER",
-    "prunable_modules",
-]
+    "prunable_modules", "training_loss"]
 
 
 class HINBlock(nn.Module):
@@ -287,3 +286,12 @@ def prunable_modules(model: HINet) -> list[str]:
         names += [f"skip_conv_2.{i}", f"up_path_2.{i}"]
     names.append("last")
     return names
+
+
+def training_loss(output, rainy, clean, px, aux_weight: float = 1.0):
+    """Teacher training loss of a raw HINet output ``[stage1, stage2]``: ``px`` (a pixel loss) on
+    the final image, plus ``aux_weight`` times the same on the first stage's image (as HINet does)."""
+    total = px(output[-1], clean)
+    if aux_weight:
+        total = total + aux_weight * px(output[0], clean)
+    return total

@@ -39,7 +39,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["MPRNet", "CONFIGS", "build", "final_image", "PAD_MULTIPLE", "FEATURE_LAYER", "prunable_modules"]
+__all__ = ["MPRNet", "CONFIGS", "build", "final_image", "PAD_MULTIPLE", "FEATURE_LAYER", "prunable_modules", "training_loss"]
 
 
 def _conv(cin: int, cout: int, k: int, bias: bool = False) -> nn.Conv2d:
@@ -421,3 +421,12 @@ def prunable_modules(model: nn.Module) -> list[str]:
     ]
     present = dict(model.named_modules())
     return [n for n in names if n in present]
+
+
+def training_loss(output, rainy, clean, px, aux_weight: float = 1.0):
+    """Teacher training loss of a raw MPRNet output ``[stage3, stage2, stage1]``: ``px`` on the final
+    image, plus ``aux_weight`` times the sum over the two earlier stages' images (as MPRNet does)."""
+    total = px(output[0], clean)
+    if aux_weight:
+        total = total + aux_weight * sum(px(o, clean) for o in output[1:])
+    return total

@@ -27,7 +27,7 @@ Methods (:data:`METHODS`):
   output error on dreams under the MACs target (:mod:`.budget`).
 
 Equal FLOPs: ``prune(..., target_macs=...)`` bisects each method's global knob until
-the MACs (``convention="nni"`` by default, the paper's) are within 0.1 % of the
+the MACs (``macs_convention="nni"`` by default, the paper's) are within 0.1 % of the
 target; :func:`compare_methods` does it for every method and evaluates.
 
 Modules: :mod:`.masks` (mask mechanism), :mod:`.l1`, :mod:`.erk`, :mod:`.lamp`

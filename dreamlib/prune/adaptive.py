@@ -102,7 +102,7 @@ class Sweep:
     trace: list = field(default_factory=list)  # [(module, spa, psnr, accepted)]
 
 
-def sweep(probe: Probe, tp: float, eps: float = DEFAULT_EPS, *, order: str = DEFAULT_ORDER, convention: str = "nni",
+def sweep(probe: Probe, tp: float, eps: float = DEFAULT_EPS, *, order: str = DEFAULT_ORDER, macs_convention: str = "nni",
           input_size=(1, 3, 256, 256), progress: bool = False, cache: dict | None = None) -> Sweep:
     """Run Algorithm 1 once on ``probe`` (its masks are reset first and left at the result).
 
@@ -153,7 +153,7 @@ def sweep(probe: Probe, tp: float, eps: float = DEFAULT_EPS, *, order: str = DEF
             probe.set_module(module, spa)
         current = probe.psnr()
     return Sweep(tp=float(tp), module_sparsity={m: probe.module_sparsity(m) for m in probe.modules},
-                 counts=dict(probe.counts), macs=count_macs(probe.student, input_size, convention), psnr=current,
+                 counts=dict(probe.counts), macs=count_macs(probe.student, input_size, macs_convention), psnr=current,
                  steps=steps, seconds=time.perf_counter() - t0, trace=trace)
 
 
@@ -179,7 +179,7 @@ def adjust_to_target(counts: dict, macs: float, numels: dict, macs_of, target_ma
 
 
 def prune_adaptive(teacher: nn.Module, X=None, *, tp: float = DEFAULT_TP, eps: float = DEFAULT_EPS, modules=None,
-                   within: str = "layer", order: str = DEFAULT_ORDER, target_macs: float | None = None, convention: str = "nni",
+                   within: str = "layer", order: str = DEFAULT_ORDER, target_macs: float | None = None, macs_convention: str = "nni",
                    input_size=(1, 3, 256, 256), exclude=(), rtol: float = 1e-3, tp_step: float = 10.0,
                    tp_tol: float = 0.5, max_sweeps: int = 12, progress: bool = False) -> tuple[nn.Module, PruneReport]:
     """Adaptive pruning (Algorithm 1); called by ``prune(teacher, "adaptive", X=..., ...)``.
@@ -217,8 +217,8 @@ def prune_adaptive(teacher: nn.Module, X=None, *, tp: float = DEFAULT_TP, eps: f
     t0 = time.perf_counter()
     input_size = tuple(input_size)
     probe = Probe(teacher, X, modules, within, exclude)
-    macs_of = MacsModel(probe.student, probe.layers, convention, input_size)
-    macs_before = count_macs(teacher, input_size, convention)
+    macs_of = MacsModel(probe.student, probe.layers, macs_convention, input_size)
+    macs_before = count_macs(teacher, input_size, macs_convention)
     numels = {n: l.numel for n, l in probe.layers.items()}
     sweeps: dict[float, Sweep] = {}
     cache: dict = {}
@@ -226,7 +226,7 @@ def prune_adaptive(teacher: nn.Module, X=None, *, tp: float = DEFAULT_TP, eps: f
     def run(t: float) -> int:
         t = float(t)
         if t not in sweeps:
-            sweeps[t] = sweep(probe, t, eps, order=order, convention=convention, input_size=input_size,
+            sweeps[t] = sweep(probe, t, eps, order=order, macs_convention=macs_convention, input_size=input_size,
                               progress=progress, cache=cache)
         return sweeps[t].macs
 
@@ -269,7 +269,7 @@ def prune_adaptive(teacher: nn.Module, X=None, *, tp: float = DEFAULT_TP, eps: f
         "sweeps": [{"tp": s.tp, "macs": int(s.macs), "psnr": s.psnr, "steps": s.steps, "seconds": s.seconds}
                    for s in sweeps.values()],
     }
-    report = build_report("adaptive", teacher, student, convention=convention, input_size=input_size,
+    report = build_report("adaptive", teacher, student, macs_convention=macs_convention, input_size=input_size,
                           target_macs=target_macs, search=search,
                           module_sparsity={m: probe.module_sparsity(m) for m in probe.modules}, details=details,
                           macs_before=macs_before, params_before=count_params(teacher))

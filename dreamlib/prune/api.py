@@ -64,7 +64,7 @@ def apply_counts(model: nn.Module, counts: dict[str, int], exclude=()) -> None:
 
 
 def prune(model: nn.Module, method: str, *, sparsity: float | None = None, target_macs: float | None = None,
-          convention: str = "nni", input_size=(1, 3, 256, 256), exclude=(), rtol: float = 1e-3,
+          macs_convention: str = "nni", input_size=(1, 3, 256, 256), exclude=(), rtol: float = 1e-3,
           progress: bool = False, **method_options) -> tuple[nn.Module, PruneReport]:
     """Prune a copy of ``model`` (the input is left untouched).
 
@@ -72,10 +72,10 @@ def prune(model: nn.Module, method: str, *, sparsity: float | None = None, targe
         model: the network (e.g. a teacher from :func:`dreamlib.models.from_checkpoint`).
         method: one of :data:`METHODS`.
         sparsity: global fraction of prunable weights to prune (baselines).
-        target_macs: MACs per sample to reach instead (``convention`` at ``input_size``):
+        target_macs: MACs per sample to reach instead (``macs_convention`` at ``input_size``):
             the method's global knob is bisected until the pruned model's MACs are within
             ``rtol`` (0.1 %) of it. This is how the paper compares methods at equal FLOPs.
-        convention: MACs convention of :func:`dreamlib.flops.count_macs` (``"nni"``, the paper's).
+        macs_convention: MACs convention of :func:`dreamlib.flops.count_macs` (``"nni"``, the paper's).
         exclude: module-name prefixes kept dense.
         **method_options: ``erk``: ``power``, ``kernel``; ``adaptive``: ``X`` (required), ``tp``,
             ``eps``, ``modules``, ``within``, ``order``, ``tp_tol``, ``tp_step`` (see
@@ -92,14 +92,14 @@ def prune(model: nn.Module, method: str, *, sparsity: float | None = None, targe
             raise ValueError("adaptive pruning is driven by a PSNR threshold tp (or target_macs), not a sparsity")
         from .adaptive import prune_adaptive
 
-        return prune_adaptive(model, target_macs=target_macs, convention=convention, input_size=input_size,
+        return prune_adaptive(model, target_macs=target_macs, macs_convention=macs_convention, input_size=input_size,
                               exclude=exclude, rtol=rtol, progress=progress, **method_options)
     if method == "dream-budget":
         if sparsity is not None:
             raise ValueError("dream-budget allocates a MACs budget: pass target_macs=, not sparsity=")
         from .budget import prune_budget
 
-        return prune_budget(model, target_macs=target_macs, convention=convention, input_size=input_size,
+        return prune_budget(model, target_macs=target_macs, macs_convention=macs_convention, input_size=input_size,
                             exclude=exclude, rtol=rtol, progress=progress, **method_options)
     if method not in METHODS:
         raise ValueError(f"unknown pruning method {method!r}; choose one of {', '.join(METHODS)}")
@@ -111,8 +111,8 @@ def prune(model: nn.Module, method: str, *, sparsity: float | None = None, targe
     if not layers:
         raise ValueError("the model has no prunable Conv2d/ConvTranspose2d/Linear weight")
     alloc = make_allocator(layers, method, **method_options)
-    macs_of = MacsModel(model, layers, convention, input_size)
-    macs_before = count_macs(model, input_size, convention)
+    macs_of = MacsModel(model, layers, macs_convention, input_size)
+    macs_before = count_macs(model, input_size, macs_convention)
     if target_macs is not None:
         target_macs = float(target_macs)
         floor = macs_of(alloc.numels)
@@ -137,7 +137,7 @@ def prune(model: nn.Module, method: str, *, sparsity: float | None = None, targe
     details = {k: v for k, v in method_options.items() if isinstance(v, (int, float, str, bool))}
     if exclude:
         details["exclude"] = list(exclude)
-    report = build_report(method, model, pruned, convention=convention, input_size=input_size,
+    report = build_report(method, model, pruned, macs_convention=macs_convention, input_size=input_size,
                           target_macs=target_macs, search=search, details=details, macs_before=macs_before,
                           params_before=count_params(model))
     pruned.dreamlib_pruning = report.to_card()

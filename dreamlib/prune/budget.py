@@ -86,14 +86,14 @@ def _choose(table: dict, price: float) -> dict:
 
 
 def prune_budget(teacher: nn.Module, X=None, *, target_macs: float | None = None, grid=DEFAULT_GRID, modules=None,
-                 within: str = "layer", convention: str = "nni", input_size=(1, 3, 256, 256), exclude=(),
+                 within: str = "layer", macs_convention: str = "nni", input_size=(1, 3, 256, 256), exclude=(),
                  rtol: float = 1e-3, progress: bool = False) -> tuple[nn.Module, PruneReport]:
     """The ``dream-budget`` allocation; called by ``prune(teacher, "dream-budget", X=..., target_macs=...)``.
 
     Args:
         teacher: the network T (left untouched).
         X: (B, 3, H, W) dreamed batch the output error is measured on.
-        target_macs: MACs per sample to reach (``convention`` at ``input_size``), required.
+        target_macs: MACs per sample to reach (``macs_convention`` at ``input_size``), required.
         grid: module sparsities measured (fractions in [0, 1]; 0 is added if missing).
         modules, within, exclude: as for the adaptive scheme (:func:`.adaptive.prune_adaptive`).
         rtol: relative MACs tolerance (0.1 %).
@@ -115,8 +115,8 @@ def prune_budget(teacher: nn.Module, X=None, *, target_macs: float | None = None
     t0 = time.perf_counter()
     input_size = tuple(input_size)
     probe = Probe(teacher, X, modules, within, exclude)
-    macs_of = MacsModel(probe.student, probe.layers, convention, input_size)
-    macs_before = count_macs(teacher, input_size, convention)
+    macs_of = MacsModel(probe.student, probe.layers, macs_convention, input_size)
+    macs_before = count_macs(teacher, input_size, macs_convention)
     numels = {n: l.numel for n, l in probe.layers.items()}
     target_macs = float(target_macs)
     floor = macs_of(list(numels.values()))
@@ -172,7 +172,7 @@ def prune_budget(teacher: nn.Module, X=None, *, target_macs: float | None = None
         "psnr_on_X": psnr_x, "X_shape": list(probe.X.shape),
         "price_unit": "MSE per G-MAC saved (the Lagrange multiplier of the MACs constraint)",
     }
-    report = build_report("dream-budget", teacher, student, convention=convention, input_size=input_size,
+    report = build_report("dream-budget", teacher, student, macs_convention=macs_convention, input_size=input_size,
                           target_macs=target_macs, search=search,
                           module_sparsity={m: probe.module_sparsity(m) for m in probe.modules}, details=details,
                           macs_before=macs_before, params_before=count_params(teacher))

@@ -31,7 +31,7 @@ def paper_ratio(name: str) -> float:
     return pruned / original
 
 
-def paper_target_macs(model: nn.Module, name: str | None = None, *, convention: str = "nni",
+def paper_target_macs(model: nn.Module, name: str | None = None, *, macs_convention: str = "nni",
                       input_size=(1, 3, 256, 256)) -> int:
     """The paper's equal-FLOPs target for ``model``: ``count_macs(model) * pruned / original``.
 
@@ -43,7 +43,7 @@ def paper_target_macs(model: nn.Module, name: str | None = None, *, convention: 
         from ..models import model_name
 
         name = model_name(model)
-    return int(round(count_macs(model, input_size, convention) * paper_ratio(name)))
+    return int(round(count_macs(model, input_size, macs_convention) * paper_ratio(name)))
 
 
 @dataclass
@@ -160,7 +160,7 @@ def compare_methods(teacher: nn.Module, X: torch.Tensor | None, sets: dict | Non
         if method in ("adaptive", "dream-budget"):
             opts.setdefault("X", X)
             opts.setdefault("progress", progress)
-        pruned, report = prune(teacher, method, target_macs=target_macs, convention=macs_convention,
+        pruned, report = prune(teacher, method, target_macs=target_macs, macs_convention=macs_convention,
                                input_size=input_size, **opts)
         seconds = time.perf_counter() - t0
         comp.reports[method] = report

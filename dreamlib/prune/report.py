@@ -17,7 +17,7 @@ class PruneReport:
 
     Attributes:
         method: ``l1-uniform``, ``l1-global``, ``erk``, ``lamp`` or ``adaptive``.
-        convention, input_size: how MACs were counted (:func:`dreamlib.flops.count_macs`).
+        macs_convention, input_size: how MACs were counted (:func:`dreamlib.flops.count_macs`).
         macs_before, macs_after: MACs per sample of the input and of the pruned model.
         target_macs: the requested MACs, or ``None`` when a sparsity / tp was given.
         sparsity: fraction of all prunable weights that are zero after pruning.
@@ -34,7 +34,7 @@ class PruneReport:
     """
 
     method: str
-    convention: str
+    macs_convention: str
     input_size: tuple
     macs_before: int
     macs_after: int
@@ -71,6 +71,9 @@ class PruneReport:
 
     @classmethod
     def from_card(cls, card: dict) -> "PruneReport":
+        card = dict(card)
+        if "convention" in card and "macs_convention" not in card:  # cards written before the rename
+            card["macs_convention"] = card.pop("convention")
         fields = {k: v for k, v in card.items() if k in cls.__dataclass_fields__}
         fields["input_size"] = tuple(fields["input_size"])
         return cls(**fields)
@@ -81,7 +84,7 @@ class PruneReport:
             f" (target {self.target_macs / 1e9:.4f} G, error {100 * self.macs_error:+.3f} %)")
         lines = [
             f"{self.method}: MACs {self.macs_before / 1e9:.4f} G -> {self.macs_after / 1e9:.4f} G{target}, "
-            f"{self.convention} convention at {'x'.join(map(str, self.input_size))}",
+            f"{self.macs_convention} convention at {'x'.join(map(str, self.input_size))}",
             f"  sparsity {100 * self.sparsity:.2f} % of {self.prunable_weights:,} prunable weights; "
             f"parameters kept {self.params_kept:,} / {self.params_before:,}",
         ]
@@ -103,7 +106,7 @@ def _jsonable(o):
     return str(o)
 
 
-def build_report(method: str, original: nn.Module, pruned: nn.Module, *, convention: str, input_size,
+def build_report(method: str, original: nn.Module, pruned: nn.Module, *, macs_convention: str, input_size,
                  target_macs=None, search=None, module_sparsity=None, details=None,
                  macs_before: int | None = None, params_before: int | None = None) -> PruneReport:
     """Measure ``pruned`` against ``original`` and assemble the report."""
@@ -113,10 +116,10 @@ def build_report(method: str, original: nn.Module, pruned: nn.Module, *, convent
     kept = sum(nnz.values())
     return PruneReport(
         method=method,
-        convention=convention,
+        macs_convention=macs_convention,
         input_size=tuple(input_size),
-        macs_before=int(count_macs(original, input_size, convention) if macs_before is None else macs_before),
-        macs_after=int(count_macs(pruned, input_size, convention)),
+        macs_before=int(count_macs(original, input_size, macs_convention) if macs_before is None else macs_before),
+        macs_after=int(count_macs(pruned, input_size, macs_convention)),
         target_macs=None if target_macs is None else int(round(target_macs)),
         sparsity=1.0 - kept / total if total else 0.0,
         layer_sparsity={n: 1.0 - nnz[n] / l.numel for n, l in layers.items()},

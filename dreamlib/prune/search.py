@@ -26,11 +26,11 @@ from .masks import Layer
 
 
 class MacsModel:
-    """MACs of ``model`` (per sample, ``convention``, ``input_size``) for given prune counts."""
+    """MACs of ``model`` (per sample, ``macs_convention``, ``input_size``) for given prune counts."""
 
-    def __init__(self, model: nn.Module, layers: dict[str, Layer], convention: str = "nni",
+    def __init__(self, model: nn.Module, layers: dict[str, Layer], macs_convention: str = "nni",
                  input_size=(1, 3, 256, 256)):
-        rows = {r.name: r for r in macs_breakdown(model, tuple(input_size), convention)}
+        rows = {r.name: r for r in macs_breakdown(model, tuple(input_size), macs_convention)}
         self.names = list(layers)
         self.numels = np.array([layers[n].numel for n in self.names], dtype=np.int64)
         self.zeros = np.array([layers[n].numel - int(torch.count_nonzero(layers[n].weight())) for n in self.names],
