@@ -84,9 +84,13 @@ def cmd_demo(args) -> int:
     from .figures import rain_gallery
     from .io import atomic_write_json, atomic_write_text
 
+    from .experiments.run import prepare_out_dir
+    from .experiments.tables import CONFIG_DIR, load_config, markdown, run_table
+
     t0 = time.time()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # checked before any work: the config of step 4 and a writable output folder
+    cfg = load_config(CONFIG_DIR / ("quick.yaml" if settings.QUICK else "demo.yaml"))
+    out = prepare_out_dir(args.out)
     settings.seed_everything(args.seed)
     print(f"dreamlib {__version__} demo (quick={settings.QUICK}) -> {out}")
     fig = rain_gallery(load_samples("test")["sail"], seed=args.seed,
@@ -136,9 +140,6 @@ def cmd_demo(args) -> int:
         plt.close(fig)
         print(f"      wrote {out / 'teachers_before_after.png'}")
     if not args.skip_method and (teacher_dir / "hinet_small.pt").is_file():
-        from .experiments.tables import CONFIG_DIR, load_config, markdown, run_table
-
-        cfg = load_config(CONFIG_DIR / ("quick.yaml" if settings.QUICK else "demo.yaml"))
         print("[4/4] the method on the small HINet: prune at the paper's FLOPs ratio (l1, ERK, LAMP, adaptive), "
               f"dream + distill for {cfg['distill']['steps']} iterations, evaluate")
         payload = run_table("table1", "hinet", config=cfg, out_dir=out, progress=True)
@@ -147,6 +148,9 @@ def cmd_demo(args) -> int:
         print(markdown(payload))
         print(f"      wrote {out / 'table1_hinet.md'} and {out / 'table1_hinet_examples.png'}")
     report["wall_s"] = round(time.time() - t0, 2)
+    from .provenance import provenance
+
+    report["provenance"] = provenance(config=cfg, seed=args.seed)
     atomic_write_text(out / "demo.md", "\n".join(md))
     atomic_write_json(out / "demo.json", report)
     print(f"      wrote {out / 'demo.md'} and demo.json ({report['wall_s']:.1f} s)")

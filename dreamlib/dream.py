@@ -513,8 +513,10 @@ def make_targets(batch_size: int | None = None, crop: int | None = None, *, seed
     """
     from .data.samples import load_samples
 
-    batch_size = int(batch_size or settings.quick(20, 4))
-    crop = int(crop or settings.quick(256, 64))
+    batch_size = int(settings.quick(20, 4) if batch_size is None else batch_size)  # None = default, never 0
+    crop = int(settings.quick(256, 64) if crop is None else crop)
+    if batch_size < 1 or crop < 1:
+        raise ValueError(f"make_targets needs batch_size >= 1 and crop >= 1 px, got {batch_size} and {crop}")
     images = images if images is not None else load_samples("dream")
     names = sorted(images)
     if not names:

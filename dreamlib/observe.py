@@ -308,8 +308,10 @@ def observation_set(kinds: Sequence[str] = OBSERVATION_KINDS, n_contents: int | 
     from .data.rain import synthesize
     from .data.samples import load_samples
 
-    n_contents = n_contents or settings.quick(20, 6)
-    crop = crop or settings.quick(128, 64)
+    n_contents = settings.quick(20, 6) if n_contents is None else int(n_contents)  # None = default, never 0
+    crop = settings.quick(128, 64) if crop is None else int(crop)
+    if n_contents < 1 or crop < 1:
+        raise ValueError(f"n_contents and crop must be positive, got {n_contents} and {crop}")
     images = images if images is not None else load_samples("test")
     names = sorted(images)
     rng = np.random.default_rng([seed, 8])

@@ -87,6 +87,7 @@ from torch import nn
 
 from . import __version__, settings
 from .guards import check_loss, check_setting
+from .provenance import provenance
 from .models.agan import identity_init_  # noqa: F401  (re-exported: the recipes name it)
 from .models.init import DIRAC_NOISE, INITS, dirac_init_, kaiming_init_  # noqa: F401
 from .data.rain import STREAK_KINDS
@@ -603,6 +604,7 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
         "loss_history": [[s, round(v, 5)] for s, v in history],
         "dreamlib": __version__, "torch": str(torch.__version__),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "provenance": provenance(config=config, seed=seed, device="cpu"),
     }
     if evaluate:
         t1 = time.perf_counter()

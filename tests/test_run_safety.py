@@ -208,3 +208,14 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     assert log.rows["step"] == list(range(6))
     for (k, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_zero_is_never_unset():
+    """None means 'use the default'; 0 is a value, refused where it makes no sense (it used to mean unset)."""
+    from dreamlib.dream import make_targets
+    from dreamlib.experiments.tables import run_table
+
+    with pytest.raises(ValueError, match="target_gflops must be > 0"):
+        run_table("table1", "hinet", target_gflops=0.0)
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        make_targets(batch_size=0, crop=32, images=IMAGES)

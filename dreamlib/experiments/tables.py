@@ -236,6 +236,8 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
     if name not in TABLE_MODELS[table]:
         raise ValueError(f"{table} covers {', '.join(TABLE_MODELS[table])}, not {name!r}")
     cfg = resolve_config(config)
+    if target_gflops is not None and not target_gflops > 0:  # None means "the paper's ratio", never 0
+        raise ValueError(f"target_gflops must be > 0 (G-MACs of the pruned network), got {target_gflops}")
     device = torch.device(device) if device else settings.pick_device()
     settings.seed_everything(cfg["seed"])
     out_dir = prepare_out_dir(out_dir if out_dir else default_run_dir(f"{table}_{name}"), resume=resume)
@@ -246,7 +248,7 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
     sets = (open_sets(data_root) if data_root else benchmark_sets(family=EVAL_FAMILY[name]))
     set_names = list(sets)
     dense = count_macs(teacher)
-    target = int(round(target_gflops * 1e9)) if target_gflops else paper_target_macs(teacher, name)
+    target = int(round(target_gflops * 1e9)) if target_gflops is not None else paper_target_macs(teacher, name)
 
     t0 = time.perf_counter()
     x_info: dict = {}
