@@ -97,3 +97,32 @@ def test_markdown_shows_the_recorded_command():
     assert f"Command: `{payload['command']}`" in markdown(payload)
     payload["command"] = None  # older reports: the equivalent command is rebuilt
     assert "Command: `python -m dreamlib reproduce table2 --model durn --variant small" in markdown(payload)
+
+
+@pytest.mark.skipif(not teacher_path("hinet").is_file(), reason="hinet teacher not shipped")
+def test_resume_of_a_table_with_another_target_or_teacher_is_refused(tmp_path):
+    """The issue's case: --resume after changing --target-gflops or --checkpoint reused the old student."""
+    import torch
+
+    from dreamlib import models
+    from dreamlib.distill import ResumeMismatchError
+    from dreamlib.teachers import load_teacher
+
+    cfg = load_config(CONFIG_DIR / "quick.yaml", methods=["l1-uniform"], dream_x={"batch_size": 2, "steps": 2},
+                      distill={"steps": 2, "reinit_every": 2, "batch_size": 2}, eval_limit=1,
+                      distill_from=["l1-uniform"], paper_tp=None)
+    first = run_table("table1", "hinet", config=cfg, out_dir=tmp_path, progress=False, device="cpu")
+    with pytest.raises(ResumeMismatchError, match=r"target_macs differs \(saved \d+, now 1500000000\)"):
+        run_table("table1", "hinet", config=cfg, out_dir=tmp_path, resume=True, target_gflops=1.5, progress=False,
+                  device="cpu")
+    other = load_teacher("hinet")
+    with torch.no_grad():
+        next(other.parameters()).mul_(1.01)
+    ckpt = tmp_path / "other.pt"
+    models.save_checkpoint(other, ckpt)
+    with pytest.raises(ResumeMismatchError, match="teacher differs"):
+        run_table("table1", "hinet", config=cfg, checkpoint=ckpt, out_dir=tmp_path, resume=True, progress=False,
+                  device="cpu")
+    # the identical rerun continues (the finished state: nothing more to train, same rows)
+    again = run_table("table1", "hinet", config=cfg, out_dir=tmp_path, resume=True, progress=False, device="cpu")
+    assert again["rows"] == first["rows"] and again["resumed_from_state"] == ["l1-uniform"]
