@@ -58,3 +58,28 @@ def test_the_cumulative_reading_starts_below_l1_as_the_readme_says(name):
     pt = json.loads((RESULTS / "prune_before_finetune" / f"{name}.json").read_text())["table"]
     assert pt["adaptive (cumulative)"]["average/psnr"] < pt["l1-uniform"]["average/psnr"]
     assert pt["adaptive"]["average/psnr"] > pt["adaptive (cumulative)"]["average/psnr"]
+
+
+def _fig(folder, stem):
+    return json.loads((RESULTS / folder / f"{stem}.json").read_text())["rows"]
+
+
+@pytest.mark.parametrize("name", ["hinet", "mprnet"])
+def test_fig6_as_the_readme_says(name):
+    """README: adaptive pruning adds over l1, distillation adds again, L_orth does not add on average."""
+    r = {k: v["average"]["psnr"] for k, v in _fig("ablation_small", f"fig6_ablation_{name}").items()}
+    assert r["+AP"] > r["l1"] and r["+AP +KD"] > r["+AP"]
+    assert r["+AP +KD +L_orth"] <= r["+AP +KD"]
+
+
+def test_fig1_as_the_readme_says():
+    """README: at 30 % every source recovers the teacher and dreams are not best on Rain100H;
+    at 50 % dreams are best on Rain100H and light rain only is best on the average."""
+    srcs = ["fine-tuned on self-collected (light rain only)", "fine-tuned on noise (undreamed)",
+            "fine-tuned on dreamed (ours)"]
+    r30 = _fig("selfdata_small", "fig1_selfdata_hinet")
+    assert all(r30[s]["average"]["psnr"] >= r30["original"]["average"]["psnr"] for s in srcs)
+    assert r30[srcs[2]]["Rain100H"]["psnr"] < max(r30[s]["Rain100H"]["psnr"] for s in srcs[:2])
+    r50 = _fig("selfdata_small", "fig1_selfdata_hinet_l1-50")
+    assert max(srcs, key=lambda s: r50[s]["Rain100H"]["psnr"]) == srcs[2]
+    assert max(srcs, key=lambda s: r50[s]["average"]["psnr"]) == srcs[0]
