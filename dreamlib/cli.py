@@ -140,8 +140,8 @@ def cmd_demo(args) -> int:
         plt.close(fig)
         print(f"      wrote {out / 'teachers_before_after.png'}")
     if not args.skip_method and (teacher_dir / "hinet_small.pt").is_file():
-        print("[4/4] the method on the small HINet: prune at the paper's FLOPs ratio (l1, ERK, LAMP, adaptive), "
-              f"dream + distill for {cfg['distill']['steps']} iterations, evaluate")
+        print(f"[4/4] the method on the small HINet: prune at the paper's FLOPs ratio ({', '.join(cfg['methods'])}), "
+              f"dream + distill ({', '.join(cfg['distill_from'])}) for {cfg['distill']['steps']} iterations, evaluate")
         payload = run_table("table1", "hinet", config=cfg, out_dir=out, progress=True)
         report["table1_hinet"] = payload["rows"]
         md.append(markdown(payload))
