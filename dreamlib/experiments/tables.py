@@ -34,8 +34,8 @@ import torch
 
 from .. import __version__, settings
 from ..io import atomic_savefig, atomic_write_json, atomic_write_text
-from .config import ConfigError, RunConfig, validate
 from ..provenance import provenance
+from .config import ConfigError, DreamXConfig, RunConfig, validate
 from .run import default_run_dir, prepare_out_dir
 
 __all__ = ["PAPER_TABLES", "DEFAULT_CONFIG", "load_config", "resolve_config", "ConfigError", "run_table", "TABLE_MODELS",
@@ -160,7 +160,9 @@ def dream_x(teacher, cfg: dict, *, device=None, progress: bool = False, info: di
     of X; with ``"auto"`` also ``coverage_plain``, that of the plain dreams)."""
     from ..dream import dream, make_targets, teacher_change
 
-    dx = {**DEFAULT_CONFIG["dream_x"], "lr": 5e-2, "lambda_orth": 0.05, "orth_schedule": "cosine", **cfg["dream_x"]}
+    import dataclasses
+
+    dx = {**dataclasses.asdict(DreamXConfig()), **cfg["dream_x"]}  # the keys a config leaves out: their defaults
     targets = make_targets(dx["batch_size"], dx["crop"], seed=cfg["seed"])
     if device is not None:
         targets = targets.to(device)
