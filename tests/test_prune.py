@@ -315,3 +315,23 @@ def test_sparse_file_is_smaller(hinet, tmp_path):
     with pytest.raises(ValueError, match="not a pruned dreamlib file"):
         models.save_checkpoint(models.build("hinet", "small"), tmp_path / "plain.pt")
         P.load_pruned(tmp_path / "plain.pt")
+
+
+def test_module_sparsity_table_is_the_fraction_of_each_modules_weights():
+    import pandas as pd
+
+    layers = pd.DataFrame([
+        {"method": "a", "layer": "m1.0", "order": 0, "numel": 100, "dense_macs": 1, "sparsity": 0.5},
+        {"method": "a", "layer": "m1.1", "order": 1, "numel": 300, "dense_macs": 1, "sparsity": 0.1},
+        {"method": "a", "layer": "m2.0", "order": 2, "numel": 50, "dense_macs": 1, "sparsity": 1.0},
+        {"method": "b", "layer": "m1.0", "order": 0, "numel": 100, "dense_macs": 1, "sparsity": 0.0},
+        {"method": "b", "layer": "m1.1", "order": 1, "numel": 300, "dense_macs": 1, "sparsity": 0.0},
+        {"method": "b", "layer": "m2.0", "order": 2, "numel": 50, "dense_macs": 1, "sparsity": 0.2},
+        {"method": "b", "layer": "other", "order": 3, "numel": 9, "dense_macs": 1, "sparsity": 0.9},
+    ])
+    t = P.module_sparsity_table(layers, {"m2": ["m2.0"], "m1": ["m1.0", "m1.1"]})
+    assert list(t.index) == ["a", "b"] and list(t.columns) == ["m2", "m1"]  # the groups' order
+    assert t.loc["a", "m1"] == pytest.approx((50 + 30) / 400)  # weighted by weight counts, not averaged
+    assert t.loc["a", "m2"] == 1.0 and t.loc["b", "m2"] == pytest.approx(0.2) and t.loc["b", "m1"] == 0.0
+    ax = P.plot_module_sparsity(t)
+    assert len(ax.texts) == 4  # one label per cell

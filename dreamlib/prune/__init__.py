@@ -39,7 +39,8 @@ Modules: :mod:`.masks` (mask mechanism), :mod:`.l1`, :mod:`.erk`, :mod:`.lamp`
 from .adaptive import DEFAULT_EPS, DEFAULT_ORDER, DEFAULT_TP, ORDERS, Sweep, prune_adaptive, sweep
 from .api import BASELINES, DREAM_METHODS, METHODS, allocate, apply_counts, make_allocator, prune
 from .budget import prune_budget
-from .compare import PAPER_FLOPS, Comparison, compare_methods, paper_ratio, paper_target_macs, plot_layer_sparsity
+from .compare import (PAPER_FLOPS, Comparison, compare_methods, module_sparsity_table, paper_ratio, paper_target_macs,
+                      plot_layer_sparsity, plot_module_sparsity)
 from .erk import erk_densities
 from .io import finalized_state_dict, load_pruned, save_pruned, storage_size
 from .lamp import lamp_scores
@@ -57,5 +58,6 @@ __all__ = [
     "finalize", "copy_model", "masks", "layer_sparsity", "global_sparsity", "prunable_layers",
     "PRUNABLE_TYPES", "save_pruned", "load_pruned", "storage_size", "finalized_state_dict",
     "PAPER_FLOPS", "paper_ratio", "paper_target_macs", "compare_methods", "Comparison", "plot_layer_sparsity",
+    "module_sparsity_table", "plot_module_sparsity",
     "erk_densities", "lamp_scores", "MacsModel", "bisect_target",
 ]
