@@ -164,8 +164,6 @@ def cmd_prune_table(args) -> int:
     from .experiments.tables import load_config
     from .train import command_line
 
-    if args.config is not None and not args.config.is_file():
-        raise UsageError(f"--config {args.config}: no such file (see configs/ for examples)")
     cfg = load_config(args.config, **({"seed": args.seed} if args.seed is not None else {}))
     out = prepare_out_dir(args.out or default_run_dir("prune-table"))
     for name in args.model:
@@ -197,9 +195,7 @@ def _check_reproduce(args) -> None:
     if args.resume and args.out is None:
         raise UsageError("--resume needs --out: name the folder of the interrupted run (without --out every "
                          "run writes a fresh runs/<table>_<model>_<time>/ folder)")
-    allowed = TABLE_MODELS.get(args.table, ("hinet", "mprnet", "durn", "agan"))
-    if args.table in ("ablation", "selfdata"):
-        allowed = MODEL_NAMES
+    allowed = MODEL_NAMES if args.table in ("ablation", "selfdata") else TABLE_MODELS[args.table]
     for name in args.model or []:
         if name not in allowed:
             raise UsageError(f"--model {name!r}: {args.table} covers {', '.join(allowed)}")
@@ -216,8 +212,6 @@ def _check_reproduce(args) -> None:
                          "leave it out for the paper's FLOPs ratio")
     if args.data_root is not None and not args.data_root.is_dir():
         raise UsageError(f"--data-root {args.data_root}: no such folder (the real test sets, layouts in the README)")
-    if args.config is not None and not args.config.is_file():
-        raise UsageError(f"--config {args.config}: no such file (see configs/ for examples)")
 
 
 def cmd_reproduce(args) -> int:

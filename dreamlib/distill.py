@@ -49,7 +49,7 @@ from torch import nn
 
 from . import settings
 from .dream import Dreamer, batch_psnr, frozen, make_targets
-from .guards import check_loss, check_setting, check_weights
+from .guards import check_loss, check_positive_int, check_setting, check_weights
 from .io import atomic_torch_save
 from .models import restore
 
@@ -112,9 +112,7 @@ class DistillConfig:
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
         for name in ("steps", "reinit_every", "batch_size", "crop"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            check_positive_int(name, getattr(self, name))
         for name, positive in (("lr_x", True), ("lr_student", True), ("lambda_orth", False), ("lambda_kd", False),
                                ("lambda_res", False)):
             check_setting(name, getattr(self, name), positive=positive)

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["NonFiniteError", "check_loss", "check_weights", "check_setting"]
+__all__ = ["NonFiniteError", "check_loss", "check_weights", "check_setting", "check_positive_int"]
 
 
 class NonFiniteError(FloatingPointError):
@@ -49,3 +49,10 @@ def check_setting(name: str, value, *, positive: bool = False) -> float:
     if not math.isfinite(v) or v < 0 or (positive and v == 0):
         raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
     return v
+
+
+def check_positive_int(name: str, value) -> int:
+    """``value`` if it is an integer >= 1 (not a bool); a ValueError naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value

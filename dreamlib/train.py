@@ -86,7 +86,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__, settings
-from .guards import check_loss, check_setting
+from .guards import check_loss, check_positive_int, check_setting
 from .provenance import provenance
 from .models.agan import identity_init_  # noqa: F401  (re-exported: the recipes name it)
 from .models.init import DIRAC_NOISE, INITS, dirac_init_, kaiming_init_  # noqa: F401
@@ -469,8 +469,7 @@ def train_teacher(name: str, variant: str = "small", *, kinds=None, steps: int =
     if name not in models.MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(models.MODEL_NAMES)}")
     for what, v in (("steps", steps), ("batch_size", batch_size), ("crop", crop)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"train-teacher {what} must be a positive integer, got {v!r}")
+        check_positive_int(f"train-teacher {what}", v)
     check_setting("train-teacher lr", lr, positive=True)
     if threads:
         torch.set_num_threads(int(threads))

@@ -79,7 +79,7 @@ CASES = [
     ("reproduce table1 --model hinet --config {order}", "adaptive.order: must be one of independent, cumulative"),
     ("reproduce table1 --model hinet --config {not_yaml}", "not valid YAML"),
     ("reproduce table1 --model hinet --config {distill_from}", "distill_from: ['erk'] are not among"),
-    ("reproduce table1 --model hinet --config {dir}/missing.yaml", "no such file"),
+    ("reproduce table1 --model hinet --config {dir}/missing.yaml", "missing.yaml not found"),
     ("reproduce table1 --model hinet --out {under_a_file}", "cannot write to --out"),
     ("reproduce table1 --model hinet --data-root {dir}/nowhere", "--data-root"),
     ("reproduce table1 --model hinet --data-root {dir}", "none of Test2800"),

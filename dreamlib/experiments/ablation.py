@@ -33,13 +33,11 @@ ABLATION_STEPS = ("l1", "+AP", "+AP +KD", "+AP +KD +L_orth")
 SELFDATA_SOURCES = {"self-collected (light rain only)": "self", "noise (undreamed)": "noise", "dreamed (ours)": "dream"}
 
 
-def _setup(name, config, device, sets):
+def _setup(name, config: dict, device, sets):
     from ..data.benchmark import benchmark_sets
     from ..teachers import load_teacher
     from ..train import EVAL_FAMILY
-    from .tables import resolve_config
-
-    cfg = resolve_config(config)
+    cfg = config  # resolved by the caller (tables.resolve_config)
     settings.seed_everything(cfg["seed"])
     device = torch.device(device) if device else settings.pick_device()
     teacher = load_teacher(name, device=device)
@@ -92,9 +90,7 @@ def ablation(name: str = "hinet", *, config: dict | None = None, sets: dict | No
     """
     from ..distill import distill
     from ..prune import copy_model, paper_target_macs, prune
-    from .tables import distill_config, dream_x
-
-    from .tables import resolve_config
+    from .tables import distill_config, dream_x, resolve_config
 
     t0 = time.perf_counter()
     cfg = resolve_config(config)
@@ -146,7 +142,7 @@ def selfdata(name: str = "hinet", *, sparsity: float = 0.3, kind: str = "light",
     """
     from ..distill import distill
     from ..prune import copy_model, prune
-    from .tables import distill_config, dream_x
+    from .tables import distill_config, dream_x, resolve_config
 
     t0 = time.perf_counter()
     if not 0.0 < sparsity < 1.0:
@@ -154,7 +150,7 @@ def selfdata(name: str = "hinet", *, sparsity: float = 0.3, kind: str = "light",
     pct = round(100 * sparsity)
     tag = None if pct == 30 else f"l1-{pct}"
     suffix = f"_{tag}" if tag else ""
-    cfg, teacher, sets = _setup(name, config, device, sets)
+    cfg, teacher, sets = _setup(name, resolve_config(config), device, sets)
     pruned, _ = prune(teacher, "l1-uniform", sparsity=sparsity)
     rows = {"original": _evaluate(teacher, sets, cfg, progress),
             f"l1 {pct} % (no fine-tuning)": _evaluate(pruned, sets, cfg, progress)}

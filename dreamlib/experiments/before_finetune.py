@@ -78,6 +78,7 @@ def before_finetune_table(name: str, *, out_dir=None, config: dict | None = None
         other = next(o for o in ORDERS if o != first)
         extra = compare_methods(teacher, X, sets, target_macs=target, methods=("adaptive",),
                                 convention=cfg["convention"], limit=limit, progress=progress,
+                                include_original=False,  # comp has the teacher's row already
                                 method_options={"adaptive": {**options["adaptive"], "order": other}})
         _merge_row(comp, extra, f"adaptive ({other})")
 

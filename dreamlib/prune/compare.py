@@ -83,7 +83,8 @@ class Comparison:
 def compare_methods(teacher: nn.Module, X: torch.Tensor | None, sets: dict | None, *, target_macs: float,
                     methods=("l1-uniform", "l1-global", "erk", "lamp", "adaptive"), convention: str = "basicsr",
                     macs_convention: str = "nni", input_size=(1, 3, 256, 256), method_options: dict | None = None,
-                    limit: int | None = None, progress: bool = True, keep_models: bool = True) -> Comparison:
+                    limit: int | None = None, progress: bool = True, keep_models: bool = True,
+                    include_original: bool = True) -> Comparison:
     """Prune ``teacher`` with each method to the same MACs and evaluate, before any fine-tuning.
 
     Args:
@@ -99,6 +100,8 @@ def compare_methods(teacher: nn.Module, X: torch.Tensor | None, sets: dict | Non
         method_options: ``{method: {option: value}}`` passed to :func:`dreamlib.prune.prune`
             (e.g. ``{"adaptive": {"eps": 1e-3, "tp": 50}}``).
         limit: evaluate only the first ``limit`` images of each set.
+        include_original: also evaluate the unpruned teacher (row ``original``); off when the
+            comparison adds rows to another one that has it already.
     """
     import pandas as pd
 
@@ -153,7 +156,8 @@ def compare_methods(teacher: nn.Module, X: torch.Tensor | None, sets: dict | Non
                 row[f"{s}/psnr"], row[f"{s}/ssim"] = v["psnr"], v["ssim"]
         rows[name] = row
 
-    evaluate_row("original", teacher, None, 0.0)
+    if include_original:
+        evaluate_row("original", teacher, None, 0.0)
     for method in methods:
         t0 = time.perf_counter()
         opts = dict(method_options.get(method, {}))
@@ -213,8 +217,6 @@ def module_sparsity_table(layers, groups: dict):
     sparsity is its layers' sparsities weighted by their weight counts, so it is exactly the
     fraction of the module's weights a method removed. Modules keep the order of ``groups``.
     """
-    import pandas as pd
-
     owner = {layer: m for m, names in groups.items() for layer in names}
     df = layers.assign(module=layers["layer"].map(owner)).dropna(subset=["module"])
     df = df.assign(zeroed=df["sparsity"] * df["numel"])
