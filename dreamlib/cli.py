@@ -7,6 +7,7 @@ Commands:
   prune-table     every pruning method (both readings of Algorithm 1) at the paper's FLOPs, before fine-tuning
   reproduce       the paper's Table 1 / Table 2 protocol: prune, dream+distill, evaluate
   train-teacher   train a small deraining teacher on synthetic rain (checkpoints, --resume)
+  compress        prune + dream-distill YOUR image-to-image network (--arch pkg.module:Class), no training data
   info            versions, device and quick mode
 """
 from __future__ import annotations
@@ -266,6 +267,65 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_compress(args) -> int:
+    """``dreamlib compress``: any image-to-image network, pruned and dream-distilled (a run folder)."""
+    import torch
+
+    from .compression import CompressConfig, compress, gaussian_noise
+    from .experiments.run import default_run_dir
+    from .models.checkpoint import load_checkpoint
+    from .spec import import_arch
+
+    if not 0 < args.target:
+        raise UsageError(f"--target is the fraction of the MACs kept, in (0, 1] (or MACs > 1); got {args.target}")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise UsageError(f"--checkpoint {args.checkpoint}: no such file")
+    if args.images is not None and not args.images.exists():
+        raise UsageError(f"--images {args.images}: no such folder")
+    if args.eval_images is not None and not args.eval_images.exists():
+        raise UsageError(f"--eval-images {args.eval_images}: no such folder")
+    if (args.eval_noise is None) != (args.eval_images is None):
+        raise UsageError("--eval-noise and --eval-images go together (held-out clean images, degraded with "
+                         "Gaussian noise of that sigma, only to measure)")
+    if args.resume and args.out is None:
+        raise UsageError("--resume needs --out: name the folder of the interrupted run")
+    try:
+        kwargs = json.loads(args.arch_kwargs) if args.arch_kwargs else {}
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--arch-kwargs must be a JSON object, e.g. '{{\"width\": 32}}': {e}")
+    if not isinstance(kwargs, dict):
+        raise UsageError("--arch-kwargs must be a JSON object")
+    sys.path.insert(0, str(Path.cwd()))
+    model = import_arch(args.arch)(**kwargs)
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"--arch {args.arch} built a {type(model).__name__}, not a torch.nn.Module")
+    if args.checkpoint is not None:
+        load_checkpoint(model, args.checkpoint)
+    spec = {k: v for k, v in {"output": _output_arg(args.output), "multiple": args.multiple,
+                              "channel_order": args.channel_order,
+                              "input_range": tuple(args.input_range) if args.input_range else None,
+                              "feature_layer": args.feature_layer, "modules": args.modules}.items() if v is not None}
+    from .spec import describe
+
+    describe(model, arch=args.arch, config=kwargs, name=args.arch.rpartition(":")[2] or args.arch, **spec)
+    base = CompressConfig.tiny() if args.tiny else CompressConfig()
+    over = {k: v for k, v in {"method": args.method, "dream_steps": args.dream_steps,
+                              "distill_steps": args.distill_steps, "batch_size": args.batch_size, "crop": args.crop,
+                              "lr_student": args.lr_student, "seed": args.seed}.items() if v is not None}
+    out = args.out or default_run_dir("compress")
+    result = compress(model, args.images, target=args.target, config=base, out_dir=out, resume=args.resume,
+                      degrade=None if args.eval_noise is None else gaussian_noise(args.eval_noise),
+                      eval_images=args.eval_images, progress=not args.no_progress, **over)
+    print(result.summary())
+    return 0
+
+
+def _output_arg(v):
+    if v is None:
+        return None
+    return int(v) if v.lstrip("-").isdigit() else v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dreamlib", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -329,6 +389,38 @@ def build_parser() -> argparse.ArgumentParser:
                          "made with the same config (only the no-L_orth student is distilled)")
     rp.add_argument("--no-progress", action="store_true")
     rp.set_defaults(func=cmd_reproduce)
+
+    c = sub.add_parser("compress", help="prune and dream-distill YOUR image-to-image network, without its "
+                                       "training data (a run folder with the student, its card and a report)")
+    c.add_argument("--arch", required=True, help="package.module:Class of the network (importable from here)")
+    c.add_argument("--arch-kwargs", default=None, help="JSON keyword arguments of the class, e.g. '{\"width\": 32}'")
+    c.add_argument("--checkpoint", type=Path, default=None, help="its weights (a state dict, or a dreamlib file)")
+    c.add_argument("--images", type=Path, default=None,
+                   help="folder of clean images the dreams aim at (default: the shipped samples)")
+    c.add_argument("--target", type=float, default=0.6, help="fraction of the MACs the student keeps (default 0.6)")
+    c.add_argument("--method", default=None, help="pruning method (default adaptive, the paper's Algorithm 1)")
+    c.add_argument("--out", type=Path, default=None, help="run folder (default: a fresh runs/compress_<time>/)")
+    c.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    c.add_argument("--tiny", action="store_true", help="seconds-long settings (tests, a first look)")
+    c.add_argument("--dream-steps", type=int, default=None)
+    c.add_argument("--distill-steps", type=int, default=None)
+    c.add_argument("--batch-size", type=int, default=None)
+    c.add_argument("--crop", type=int, default=None)
+    c.add_argument("--lr-student", type=float, default=None)
+    c.add_argument("--seed", type=int, default=None)
+    c.add_argument("--output", default=None, help="which part of the forward's output is the image: first, last, "
+                   "an index or key:NAME (default: inferred)")
+    c.add_argument("--multiple", type=int, default=None, help="spatial multiple the input needs (default: inferred)")
+    c.add_argument("--channel-order", default=None, choices=["rgb", "bgr"])
+    c.add_argument("--input-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="pixel range the network expects (default 0 1)")
+    c.add_argument("--feature-layer", default=None, help="module whose pooled output feeds L_orth (default: inferred)")
+    c.add_argument("--modules", nargs="+", default=None, help="prunable modules (default: inferred)")
+    c.add_argument("--eval-images", type=Path, default=None, help="held-out clean images to measure on ...")
+    c.add_argument("--eval-noise", type=float, default=None, help="... degraded with Gaussian noise of this sigma "
+                   "(0-255)")
+    c.add_argument("--no-progress", action="store_true")
+    c.set_defaults(func=cmd_compress)
 
     i = sub.add_parser("info", help="versions, device, quick mode")
     i.set_defaults(func=cmd_info)

@@ -156,6 +156,9 @@ class DreamDistiller:
     """
 
     def __init__(self, teacher: nn.Module, student: nn.Module, config: DistillConfig, images: dict | None = None):
+        from .spec import unwrap
+
+        teacher, student = unwrap(teacher), unwrap(student)
         self.teacher, self.student, self.cfg = teacher, student, config
         self.device = next(student.parameters()).device
         self.images = images
@@ -302,6 +305,9 @@ def distill(teacher: nn.Module, student: nn.Module, config: DistillConfig | None
     from .models.checkpoint import safe_load
     from .provenance import fingerprint_diff, module_hash
 
+    from .spec import unwrap
+
+    teacher, student = unwrap(teacher), unwrap(student)
     cfg = config or DistillConfig.quick()
     # what this run is: the state is only continued by the same teacher, start and settings
     prints = {"teacher": module_hash(teacher), "student_start": module_hash(student), **(fingerprint or {})}

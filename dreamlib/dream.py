@@ -54,6 +54,7 @@ from .guards import check_loss, check_setting
 from .models import feature_layer as default_feature_layer
 from .models import restore
 from .observe import extract_features, layer_output, pool_features
+from .spec import unwrap
 
 __all__ = [
     "orthogonality_loss", "Priors", "DreamStep", "Dreamer", "DreamResult", "dream",
@@ -236,7 +237,7 @@ class Dreamer:
     """Stateful inversion of a frozen teacher: call :meth:`step` repeatedly.
 
     Args:
-        teacher: network from :func:`dreamlib.models.build`; frozen inside each
+        teacher: any network dreamlib can describe (:func:`dreamlib.spec.spec_of`); frozen inside each
             step (eval mode, no parameter gradients), its state restored after.
         targets: (B, 3, H, W) clean images in [0, 1], fixed during optimisation.
         lr: Adam learning rate on x (paper: 5e-2).
@@ -312,6 +313,7 @@ class Dreamer:
         check_setting("lr (the dreaming's learning rate)", lr, positive=True)
         self.residual_floor = None if residual_floor is None else float(residual_floor)
         self.lambda_res = float(lambda_res)
+        teacher = unwrap(teacher)  # the hooks go on the network inside a DataParallel / compile wrapper
         self.teacher = teacher
         self.device = torch.device(device) if device is not None else next(teacher.parameters()).device
         self.y = targets.detach().to(self.device, torch.float32)

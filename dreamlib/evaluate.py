@@ -19,8 +19,9 @@ def evaluate(model: torch.nn.Module | None, sets: dict, convention: str = "basic
     """Mean PSNR/SSIM of ``model`` on each set.
 
     Args:
-        model: a model from :func:`dreamlib.models.build` (``restore`` is used, so any
-            input size works), or ``None`` to score the rainy inputs themselves.
+        model: any network dreamlib can describe (:func:`dreamlib.spec.spec_of`: the shipped
+            ones, or your own, described or inferred; wrappers too). ``restore`` is used, so any
+            input size works. ``None`` scores the rainy inputs themselves.
         sets: ``{name: dataset}`` whose items have ``"input"``/``"target"`` (3,H,W) tensors
             and optionally ``"hw"`` (original size before padding).
         convention: metric convention (see :mod:`dreamlib.metrics`).

@@ -117,6 +117,9 @@ def macs_breakdown(model: nn.Module, input_size=(1, 3, 256, 256), macs_conventio
     if macs_convention not in CONVENTIONS:
         raise ValueError(f"unknown macs_convention {macs_convention!r}; choose one of {CONVENTIONS}")
     col = CONVENTIONS.index(macs_convention)
+    from .spec import unwrap
+
+    model = unwrap(model)  # DataParallel / torch.compile: count the network inside
     dense = _dense_macs(model, tuple(input_size))
     modules = dict(model.named_modules())
     rows = []

@@ -128,7 +128,7 @@ def extract_features(model: nn.Module, layer: str | None, images, batch_size: in
     """Global-average-pooled activations of one named layer, one row per image.
 
     Args:
-        model: a network from :func:`dreamlib.models.build` (run through
+        model: any network dreamlib can describe (:func:`dreamlib.spec.spec_of`; run through
             :func:`dreamlib.models.restore`, so any image size works).
         layer: dotted module name (``model.get_submodule(layer)``); ``None`` for the
             model's :func:`dreamlib.models.feature_layer` (the paper's layer).
@@ -149,7 +149,9 @@ def extract_features(model: nn.Module, layer: str | None, images, batch_size: in
     from tqdm.auto import tqdm
 
     from .models import feature_layer, restore
+    from .spec import unwrap
 
+    model = unwrap(model)  # hooks on the network inside a DataParallel / compile wrapper
     layer = layer or feature_layer(model)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training

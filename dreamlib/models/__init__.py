@@ -50,8 +50,11 @@ def build(name: str, variant: str = "official", **overrides) -> nn.Module:
             ``small`` (same topology, reduced width/depth, trainable on a CPU).
         **overrides: constructor keyword arguments replacing the variant's values.
 
-    The returned module carries ``dreamlib_name`` and ``dreamlib_variant``
-    attributes so that other code (checkpoint cards, restore) knows what it is.
+    The returned module carries its :class:`dreamlib.spec.ModelSpec` (read with
+    :func:`dreamlib.spec.spec_of`): name, variant, config, output selector, pad multiple,
+    channel order, feature layer and Fig. 4 modules. The older ``dreamlib_name`` /
+    ``dreamlib_variant`` / ``dreamlib_config`` / ``dreamlib_channel_order`` attributes are
+    kept for code that reads them.
     """
     spec = _spec(name)
     if variant not in spec.CONFIGS:
@@ -67,63 +70,96 @@ def build(name: str, variant: str = "official", **overrides) -> nn.Module:
     # DuRN's and AGAN's released weights were trained on OpenCV (BGR) images;
     # restore() flips RGB input for them. Variants trained by dreamlib are RGB.
     model.dreamlib_channel_order = getattr(spec, "INPUT_CHANNEL_ORDER", "RGB") if variant == "official" else "RGB"
+    from ..spec import attach_spec
+
+    attach_spec(model, registry_spec(model, name, variant, kwargs, model.dreamlib_channel_order))
     return model
 
 
+def registry_spec(model: nn.Module, name: str, variant: str, config: dict, channel_order: str = "RGB"):
+    """The :class:`dreamlib.spec.ModelSpec` of a shipped architecture, from its module's interface."""
+    from ..spec import ModelSpec
+
+    mod = _spec(name)
+    m = mod.PAD_MULTIPLE
+    return ModelSpec(name=name.lower(), output=mod.final_image, multiple=int(m(model) if callable(m) else m),
+                     channel_order=str(channel_order).lower(), input_range=(0.0, 1.0),
+                     feature_layer=mod.FEATURE_LAYER, modules=list(mod.prunable_modules(model)),
+                     variant=variant, config=dict(config))
+
+
+def _model_spec(model: nn.Module):
+    from ..spec import spec_of
+
+    return spec_of(model)
+
+
 def model_name(model: nn.Module) -> str:
-    """The registry name of a model built by :func:`build`."""
-    name = getattr(model, "dreamlib_name", None)
-    if name is None:
-        raise ValueError(
-            "this model was not built by dreamlib.models.build(); cannot tell which "
-            "architecture it is. Build it with dreamlib.models.build(name, variant)."
-        )
-    return name
+    """The name in the model's spec: the registry name of a shipped architecture, else the
+    name it was described with (default: its class name)."""
+    return _model_spec(model).name
 
 
 def final_image(model: nn.Module, output) -> torch.Tensor:
-    """Select the final restored image from a raw ``model(x)`` output."""
-    return _spec(model_name(model)).final_image(output)
+    """Select the final restored image from a raw ``model(x)`` output (the spec's ``output``)."""
+    return _model_spec(model).image(output)
 
 
 def pad_multiple(model: nn.Module) -> int:
-    m = _spec(model_name(model)).PAD_MULTIPLE
-    return int(m(model) if callable(m) else m)
+    """The spatial multiple the model's input needs (the spec's ``multiple``)."""
+    return _model_spec(model).multiple
 
 
 def restore(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Final derained image of ``model`` for ``x`` (B,3,H,W) in [0,1], any H, W.
+    """Final restored image of ``model`` for ``x`` (B,3,H,W) RGB in [0,1], any H, W.
 
-    The input is reflect-padded up to the multiple the architecture needs and the
-    output is cropped back to (B,3,H,W). For official DuRN/AGAN weights (trained
-    on BGR images) the channels are flipped in and out, so callers always speak
-    RGB. Gradients flow (dreaming needs them).
+    Works for every network dreamlib can describe (:func:`dreamlib.spec.spec_of`: the shipped
+    ones, described ones, and any image-to-image module, whose spec is inferred once), wrapped
+    ones included. The input is reflect-padded up to the spec's multiple and the output is
+    cropped back to (B,3,H,W). For a ``"bgr"`` network (official DuRN/AGAN weights) the
+    channels are flipped in and out, and for an ``input_range`` other than (0, 1) the pixels
+    are mapped to it and back, so callers always speak RGB in [0, 1]. Gradients flow
+    (dreaming needs them).
     """
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"restore expects a (B,3,H,W) RGB tensor, got shape {tuple(x.shape)}")
+    spec = _model_spec(model)
     h, w = x.shape[-2:]
-    m = pad_multiple(model)
+    m = spec.multiple
     ph, pw = (-h) % m, (-w) % m
     if ph >= h or pw >= w:  # reflect padding needs more pixels than it adds
-        raise ValueError(f"a {h}x{w} image is too small for {getattr(model, 'dreamlib_name', type(model).__name__)}: "
+        raise ValueError(f"a {h}x{w} image is too small for {spec.name}: "
                          f"it is padded to a multiple of {m} px, so give at least {m}x{m} px")
     xp = F.pad(x, (0, pw, 0, ph), mode="reflect") if (ph or pw) else x
-    bgr = getattr(model, "dreamlib_channel_order", "RGB") == "BGR"
-    out = final_image(model, model(xp.flip(1) if bgr else xp))
+    bgr = spec.channel_order == "bgr"
+    if bgr:
+        xp = xp.flip(1)
+    lo, hi = spec.input_range
+    scaled = (lo, hi) != (0.0, 1.0)
+    if scaled:
+        xp = xp * (hi - lo) + lo
+    out = spec.image(model(xp))
+    if scaled:
+        out = (out - lo) / (hi - lo)
     out = out.flip(1) if bgr else out
     return out[..., :h, :w]
 
 
 def feature_layer(model: nn.Module) -> str:
-    """Dotted name of the deep-feature layer used for t-SNE and L_orth."""
-    return _spec(model_name(model)).FEATURE_LAYER
+    """Dotted name of the deep-feature layer used for t-SNE and L_orth (the spec's ``feature_layer``)."""
+    spec = _model_spec(model)
+    if spec.feature_layer is None:
+        raise ValueError(f"{spec.name} has no feature layer (no module outputs a map wider than the image); "
+                         "name one: dreamlib.describe(model, feature_layer='...')")
+    return spec.feature_layer
 
 
 def prunable_modules(model: nn.Module) -> list[str]:
-    """Module names at the granularity of the paper's Fig. 4 (pruned one at a time)."""
-    return _spec(model_name(model)).prunable_modules(model)
+    """Module names at the granularity of the paper's Fig. 4 (pruned one at a time; the spec's
+    ``modules``; for an inferred spec a name may stand for a group, see ``spec_of(model).groups``)."""
+    return _model_spec(model).module_names
 
 
 def count_parameters(model: nn.Module) -> int:

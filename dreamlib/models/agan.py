@@ -310,7 +310,10 @@ def identity_init_(model: nn.Module) -> nn.Module:
     stay dead for the whole training (a sparsity-aware MAC count then reports
     fewer MACs for the trained model than for a fresh build).
     """
-    name = getattr(model, "dreamlib_name", None)
+    from ..spec import spec_of
+
+    spec = spec_of(model, infer=False)
+    name = None if spec is None else spec.name
     if name != "agan":
         raise ValueError(f"identity_init_ is for AGAN (non-residual output); got {name!r}")
     c1, d2, c10, out = model.conv1[0], model.deconv2[0], model.conv10[0], model.output[0]

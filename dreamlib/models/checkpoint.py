@@ -72,7 +72,7 @@ def read_checkpoint(path) -> tuple[dict[str, torch.Tensor], dict]:
     meta: dict = {}
     if obj.get("format") == _DREAMLIB_FORMAT:
         sd = obj["state_dict"]
-        meta = {k: obj.get(k) for k in ("model", "variant", "config", "card")}
+        meta = {k: obj.get(k) for k in ("model", "variant", "config", "card", "spec")}
         meta["format"] = "dreamlib"
     elif "params" in obj and isinstance(obj["params"], dict):
         sd, meta["format"] = obj["params"], "basicsr"
@@ -152,8 +152,11 @@ def load_checkpoint(model: nn.Module, path, strict: bool = True) -> dict:
     target = model.state_dict()
     missing, unexpected, shapes = _diff(target, sd)
     if strict and (missing or unexpected or shapes):
-        name = getattr(model, "dreamlib_name", type(model).__name__)
-        variant = getattr(model, "dreamlib_variant", "?")
+        from ..spec import spec_of
+
+        spec = spec_of(model, infer=False)
+        name = spec.name if spec is not None else type(model).__name__
+        variant = spec.variant if spec is not None and spec.variant else "?"
         lines = [f"checkpoint {path} ({meta['format']} format) does not fit {name} variant={variant!r}:"]
         if missing:
             lines.append(f"  missing keys ({len(missing)}): {_first(missing)}")
@@ -175,11 +178,17 @@ def load_checkpoint(model: nn.Module, path, strict: bool = True) -> dict:
 
 def save_checkpoint(model: nn.Module, path, card: dict | None = None) -> Path:
     """Write ``model`` in dreamlib's format (atomically): weights + name + variant + config + card."""
+    from ..spec import spec_of, unwrap
+
+    model = unwrap(model)
+    spec = spec_of(model, infer=False)
+    builtin = spec is not None and spec.builtin
     obj = {
         "format": _DREAMLIB_FORMAT,
-        "model": getattr(model, "dreamlib_name", None),
-        "variant": getattr(model, "dreamlib_variant", None),
-        "config": dict(getattr(model, "dreamlib_config", {}) or {}),
+        "model": spec.name if builtin else None,
+        "variant": spec.variant if builtin else None,
+        "config": dict(spec.config) if builtin else {},
+        "spec": None if spec is None else spec.to_dict(),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         # JSON round trip: the card must hold only plain values, or weights_only=True
         # loading would refuse the file (e.g. torch.__version__ is a TorchVersion object).
@@ -190,15 +199,18 @@ def save_checkpoint(model: nn.Module, path, card: dict | None = None) -> Path:
 
 def from_checkpoint(path, device="cpu") -> nn.Module:
     """Build and load a model from a dreamlib-format file (which records its architecture)."""
-    from . import build
+    from ..spec import rebuild
 
     sd, meta = read_checkpoint(path)
-    if meta["format"] != "dreamlib" or not meta.get("model"):
+    model = None
+    if meta["format"] == "dreamlib":
+        model = rebuild(meta.get("spec"), meta.get("model"), meta.get("variant") or "official", meta.get("config"))
+    if model is None:
         raise CheckpointError(
             f"{path} is a {meta['format']} checkpoint, which does not record its architecture: "
-            "build the model yourself (dreamlib.models.build(name, variant)) and call load_checkpoint(model, path)"
+            "build the model yourself (dreamlib.models.build(name, variant), or your own class) and call "
+            "load_checkpoint(model, path)"
         )
-    model = build(meta["model"], meta.get("variant") or "official", **(meta.get("config") or {}))
     load_checkpoint(model, path)
     model.dreamlib_card = meta.get("card") or {}
     return model.to(device)

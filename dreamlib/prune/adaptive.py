@@ -214,6 +214,9 @@ def prune_adaptive(teacher: nn.Module, X=None, *, tp: float = DEFAULT_TP, eps: f
     if X is None:
         raise ValueError("adaptive pruning needs X=, the batch PSNR(S(X), T(X)) is measured on "
                          "(dreamed images from dreamlib.dream.dream, or any (B,3,H,W) batch)")
+    from ..spec import unwrap
+
+    teacher = unwrap(teacher)
     t0 = time.perf_counter()
     input_size = tuple(input_size)
     probe = Probe(teacher, X, modules, within, exclude)

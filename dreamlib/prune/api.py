@@ -46,7 +46,9 @@ def allocate(model: nn.Module, method: str, sparsity: float, *, exclude=(), **op
     """
     if not 0.0 <= float(sparsity) <= 1.0:
         raise ValueError(f"sparsity must be in [0, 1], got {sparsity}")
-    layers = prunable_layers(model, exclude)
+    from ..spec import unwrap
+
+    layers = prunable_layers(unwrap(model), exclude)
     alloc = make_allocator(layers, method, **options)
     counts = alloc.counts(float(sparsity))
     return {n: int(c) / layers[n].numel for n, c in zip(alloc.names, counts)}
@@ -87,6 +89,9 @@ def prune(model: nn.Module, method: str, *, sparsity: float | None = None, targe
         every layer the method was allowed to prune (:mod:`.masks`), and its report as
         ``pruned_model.dreamlib_pruning`` (a dict, also written by :func:`save_pruned`).
     """
+    from ..spec import unwrap
+
+    model = unwrap(model)  # a DataParallel / DDP / torch.compile wrapper: prune the network inside
     if method == "adaptive":
         if sparsity is not None:
             raise ValueError("adaptive pruning is driven by a PSNR threshold tp (or target_macs), not a sparsity")

@@ -112,6 +112,9 @@ def prune_budget(teacher: nn.Module, X=None, *, target_macs: float | None = None
     grid = sorted({0.0, *(float(g) for g in grid)})
     if grid[0] < 0 or grid[-1] > 1:
         raise ValueError(f"grid values must lie in [0, 1], got {grid[0]} .. {grid[-1]}")
+    from ..spec import unwrap
+
+    teacher = unwrap(teacher)
     t0 = time.perf_counter()
     input_size = tuple(input_size)
     probe = Probe(teacher, X, modules, within, exclude)

@@ -37,12 +37,18 @@ def paper_target_macs(model: nn.Module, name: str | None = None, *, macs_convent
 
     For a small variant this keeps the paper's *ratio* (the official configurations give
     the paper's absolute numbers, e.g. 170.486 G * 100.0 / 170.5 = 99.99 G for HINet).
-    ``name`` defaults to the model's dreamlib name.
+    ``name`` defaults to the model's dreamlib name; for a network the paper did not prune
+    name the architecture whose ratio to use (e.g. ``name="hinet"``).
     """
     if name is None:
-        from ..models import model_name
+        from ..spec import spec_of
 
-        name = model_name(model)
+        spec = spec_of(model, infer=False)
+        if spec is None or spec.name not in PAPER_FLOPS:
+            raise ValueError(f"the paper has no FLOPs ratio for {spec.name if spec else type(model).__name__}: "
+                             "pass target_macs yourself (e.g. 0.6 * count_macs(model)), or name= the paper's "
+                             f"architecture whose ratio to use ({', '.join(PAPER_FLOPS)})")
+        name = spec.name
     return int(round(count_macs(model, input_size, macs_convention) * paper_ratio(name)))
 
 
@@ -114,6 +120,9 @@ def compare_methods(teacher: nn.Module, X: torch.Tensor | None, sets: dict | Non
     if needs_x and X is None:
         raise ValueError(f"{', '.join(needs_x)} need X (dreamed images)")
     method_options = method_options or {}
+    from ..spec import unwrap
+
+    teacher = unwrap(teacher)
     param = next(teacher.parameters())
     t_out = None
     if X is not None:

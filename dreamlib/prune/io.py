@@ -92,10 +92,10 @@ def save_pruned(model: nn.Module, path, report=None, card: dict | None = None, s
     """Write a pruned model (atomically). ``report``: a :class:`PruneReport` (default: the one
     :func:`dreamlib.prune.prune` attached to the model); ``card``: extra entries for the card,
     which also records :func:`storage_size` under ``"storage"``. Returns the path written."""
-    name = getattr(model, "dreamlib_name", None)
-    if name is None:
-        raise ValueError("save_pruned needs a model built by dreamlib.models.build (its name/variant/config "
-                         "are stored so that load_pruned can rebuild it)")
+    from ..spec import spec_of, unwrap
+
+    model = unwrap(model)
+    spec = spec_of(model, infer=False)
     pruning = report.to_card() if report is not None else getattr(model, "dreamlib_pruning", None)
     mk = masks(model)
     sd = finalized_state_dict(model)
@@ -113,9 +113,10 @@ def save_pruned(model: nn.Module, path, report=None, card: dict | None = None, s
     full_card = {**(card or {}), "pruning": pruning, "storage": storage, "stored": "sparse" if sparse else "dense"}
     obj = {
         "format": _FORMAT,
-        "model": name,
-        "variant": getattr(model, "dreamlib_variant", None),
-        "config": dict(getattr(model, "dreamlib_config", {}) or {}),
+        "model": spec.name if spec is not None and spec.builtin else None,
+        "variant": spec.variant if spec is not None and spec.builtin else None,
+        "config": dict(spec.config) if spec is not None and spec.builtin else {},
+        "spec": None if spec is None else spec.to_dict(),
         "state_dict": sd,
         "card": full_card,
         "masks": {n: _pack(m) for n, m in mk.items()},
@@ -125,12 +126,16 @@ def save_pruned(model: nn.Module, path, report=None, card: dict | None = None, s
     return atomic_torch_save(obj, path)
 
 
-def load_pruned(path, device="cpu", model: nn.Module | None = None) -> nn.Module:
+def load_pruned(path, device="cpu", model: nn.Module | None = None, spec=None) -> nn.Module:
     """Rebuild a model written by :func:`save_pruned`, with its masks re-applied.
 
     ``model``: an unpruned instance of the right architecture to load into instead of
-    building one from the file's name/variant/config. The card is attached as
-    ``model.dreamlib_card`` and the pruning report as ``model.dreamlib_pruning``.
+    building one from the file's name/variant/config (shipped architectures) or its spec's
+    ``arch``/``config`` (an importable ``package.module:Class``); required for any other
+    network. The stored spec is attached again (:func:`dreamlib.spec.spec_of`) unless the
+    model already has one; ``spec``: the spec to attach instead (needed when the output
+    image was selected by a function). The card is attached as ``model.dreamlib_card`` and
+    the pruning report as ``model.dreamlib_pruning``.
     """
     from ..models.checkpoint import CheckpointError, CheckpointMismatchError, safe_load
 
@@ -139,10 +144,22 @@ def load_pruned(path, device="cpu", model: nn.Module | None = None) -> nn.Module
     if not isinstance(obj, dict) or obj.get("format") != _FORMAT or "masks" not in obj:
         raise CheckpointError(f"{path} is not a pruned dreamlib file (no masks); for a plain checkpoint use "
                          "dreamlib.models.from_checkpoint")
-    if model is None:
-        from ..models import build
+    from ..spec import ModelSpec, attach_spec, rebuild, spec_of, unwrap
 
-        model = build(obj["model"], obj.get("variant") or "official", **(obj.get("config") or {}))
+    if model is None:
+        model = rebuild(obj.get("spec"), obj.get("model"), obj.get("variant") or "official", obj.get("config"))
+        if model is None:
+            raise CheckpointError(f"{path} holds a pruned {(obj.get('spec') or {}).get('name', 'network')} that "
+                                  "dreamlib cannot rebuild (its class was not recorded as package.module:Class): "
+                                  "pass an unpruned instance, load_pruned(path, model=MyNet(...))")
+    model = unwrap(model)
+    if spec is not None:
+        attach_spec(model, spec)
+    elif spec_of(model, infer=False) is None and obj.get("spec"):
+        try:
+            attach_spec(model, ModelSpec.from_dict(obj["spec"]))
+        except ValueError:
+            pass  # a function selects the output: spec_of infers it, or pass spec=
     sd = dict(obj["state_dict"])
     for key, rec in (obj.get("sparse") or {}).items():
         w = torch.zeros(math.prod(rec["shape"]), dtype=rec["values"].dtype)

@@ -103,13 +103,17 @@ def _under(name: str, prefix: str) -> bool:
 def layers_in(layers: dict[str, Layer], module_names, strict: bool = True) -> dict[str, list[str]]:
     """Assign each layer to the first module (dotted prefix, in the given order) containing it.
 
-    Returns ``{module: [layer names]}``; a layer is listed under one module only, so a
-    weight is never pruned twice. With ``strict`` an unknown or empty module raises.
+    ``module_names``: a list of module names, or ``{group: (module names, ...)}`` (a group holds
+    the layers under any of its names). Returns ``{module or group: [layer names]}``; a layer is
+    listed under one module only, so a weight is never pruned twice. With ``strict`` an unknown
+    or empty module raises.
     """
+    groups = dict(module_names) if isinstance(module_names, dict) else {m: (m,) for m in module_names}
     taken: set[str] = set()
     out: dict[str, list[str]] = {}
-    for mod in module_names:
-        names = [n for n in layers if n not in taken and _under(n, mod)]
+    for mod, prefixes in groups.items():
+        prefixes = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
+        names = [n for n in layers if n not in taken and any(_under(n, p) for p in prefixes)]
         if strict and not names:
             raise ValueError(f"module {mod!r} holds no prunable (Conv2d/ConvTranspose2d/Linear) weight "
                              "that is not already assigned to an earlier module")

@@ -20,38 +20,54 @@ WITHIN = ("layer", "module")
 
 
 def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Final image of ``model`` for ``x``: :func:`dreamlib.models.restore` for dreamlib models
-    (so any input size works), else ``model(x)`` which must return a tensor."""
-    if getattr(model, "dreamlib_name", None) is not None:
+    """Final image of ``model`` for ``x``: :func:`dreamlib.models.restore` for a network dreamlib can
+    describe (its spec is attached or known, or ``x`` is an RGB batch: then it is inferred), so any
+    input size works; for anything else (toy modules on other tensors) ``model(x)``, one tensor."""
+    from ..spec import spec_of
+
+    if spec_of(model, infer=False) is not None or (x.dim() == 4 and x.shape[1] == 3):
         from ..models import restore
 
         return restore(model, x)
     out = model(x)
     if not torch.is_tensor(out):
-        raise TypeError("the model's forward must return one tensor (or build it with dreamlib.models.build)")
+        raise TypeError("the model's forward must return one tensor (or describe it: dreamlib.describe(model, "
+                        "output=...))")
     return out
 
 
-def resolve_modules(model: nn.Module, modules) -> list[str]:
-    """``None`` / ``"blocks"``: :func:`dreamlib.models.prunable_modules` (Fig. 4 granularity);
-    ``"layers"``: every prunable leaf layer in forward order; or an explicit list of names."""
-    if modules is None or modules == "blocks":
-        from ..models import prunable_modules
+def resolve_modules(model: nn.Module, modules) -> dict[str, tuple[str, ...]]:
+    """``{module (group) name: (module-name prefixes, ...)}`` in order.
 
-        if getattr(model, "dreamlib_name", None) is None:
-            raise ValueError("this model was not built by dreamlib.models.build: pass modules=[...] explicitly "
+    ``None`` / ``"blocks"``: the spec's modules (:func:`dreamlib.spec.spec_of`; Fig. 4 granularity
+    for the shipped networks, the documented default for others); ``"layers"``: every prunable
+    leaf layer in forward order; a list of module names (a name of one of the spec's groups stands
+    for its modules); or ``{group: [module names]}``.
+    """
+    from ..spec import spec_of, unwrap
+
+    model = unwrap(model)
+    if modules is None or modules == "blocks":
+        spec = spec_of(model)
+        if not spec.modules:
+            raise ValueError(f"{spec.name}'s description lists no modules: pass modules=[...] explicitly "
                              "(or modules='layers')")
-        return list(prunable_modules(model))
+        return spec.groups
     if modules == "layers":
         from ..flops import macs_breakdown
 
         names = list(prunable_layers(model))
         order = {r.name: i for i, r in enumerate(macs_breakdown(model, (1, 3, 64, 64)))} \
-            if getattr(model, "dreamlib_name", None) is not None else {}
-        return sorted(names, key=lambda n: order.get(n, len(order) + names.index(n)))
+            if spec_of(model, infer=False) is not None else {}
+        return {n: (n,) for n in sorted(names, key=lambda n: order.get(n, len(order) + names.index(n)))}
     if isinstance(modules, str):
-        raise ValueError(f"modules must be None, 'blocks', 'layers' or a list of module names, got {modules!r}")
-    return list(modules)
+        raise ValueError(f"modules must be None, 'blocks', 'layers', a list of module names or "
+                         f"{{group: [module names]}}, got {modules!r}")
+    if isinstance(modules, dict):
+        return {str(k): ((v,) if isinstance(v, str) else tuple(v)) for k, v in modules.items()}
+    spec = spec_of(model, infer=False)
+    known = spec.groups if spec is not None else {}
+    return {m: known.get(m, (m,)) for m in modules}
 
 
 class Probe:
@@ -70,6 +86,9 @@ class Probe:
     """
 
     def __init__(self, teacher: nn.Module, X: torch.Tensor, modules=None, within: str = "layer", exclude=()):
+        from ..spec import unwrap
+
+        teacher = unwrap(teacher)
         if within not in WITHIN:
             raise ValueError(f"within must be one of {WITHIN}, got {within!r}")
         self.within = within
@@ -83,9 +102,10 @@ class Probe:
         finally:
             teacher.train(was_training)
         self.student = copy_model(teacher).eval()
-        self.modules = resolve_modules(self.student, modules)
+        resolved = resolve_modules(self.student, modules)
+        self.modules = list(resolved)
         all_layers = prunable_layers(self.student, exclude)
-        self.groups = layers_in(all_layers, self.modules)
+        self.groups = layers_in(all_layers, resolved)
         self.layers = {n: all_layers[n] for names in self.groups.values() for n in names}
         self._base = {}
         for name, layer in self.layers.items():
