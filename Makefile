@@ -12,7 +12,7 @@ BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.dreamlib-installed
 PYTEST     ?= $(BIN)/python -m pytest
 
-.PHONY: install test unit notebooks-test demo notebooks benchmarks clean
+.PHONY: install test unit notebooks-test demo course notebooks benchmarks browser-check clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ notebooks-test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dreamlib demo
 
+# The course in quick mode: JupyterLab on the notebooks folder (open 00_welcome.ipynb first).
+course: $(STAMP)
+	DREAMLIB_QUICK=1 $(BIN)/jupyter lab notebooks/
+
 # Re-execute the notebooks in quick mode and store their outputs (what readers see on the web
 # and what the NBVAL_CHECK_OUTPUT cells are compared against).
 notebooks: $(STAMP)
@@ -43,6 +47,19 @@ notebooks: $(STAMP)
 
 benchmarks: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python "$$b" || exit 1; done
+
+# One check in a real browser (a few minutes; not part of `make test`): JupyterLab headless, notebook 05
+# run from the Run menu in Chromium, its slider moved, the figure seen to change. Screenshots go to
+# work/browser_check/. Chromium comes from Debian, not from Playwright's download:
+#   apt-get install -y chromium        (or CHROMIUM=/path/to/chromium make browser-check)
+# Another notebook: make browser-check BROWSER_NB=notebooks/NN_name.ipynb
+BROWSER_NB ?= notebooks/05_adaptive_pruning.ipynb
+browser-check: $(STAMP)
+	@$(BIN)/python -c "import playwright" 2>/dev/null || \
+	  $(BIN)/python -m pip install --disable-pip-version-check -q playwright
+	@$(BIN)/python -c "import jupyterlab, ipywidgets" 2>/dev/null || \
+	  $(BIN)/python -m pip install --disable-pip-version-check -q -e ".[notebooks]"
+	$(BIN)/python scripts/browser_check.py $(BROWSER_NB)
 
 clean:
 	rm -rf $(VENV) work results/demo .pytest_cache
