@@ -22,9 +22,14 @@ def test_there_are_notebooks():
     assert NOTEBOOKS[0].name == "00_welcome.ipynb"
 
 
+# numbers kept free for a chapter that is planned but not written yet (08: from FLOPs to seconds)
+RESERVED = {8}
+
+
 def test_numbering_is_unique_and_consecutive():
     numbers = [int(p.name[:2]) for p in NOTEBOOKS]
-    assert numbers == list(range(len(numbers))), numbers
+    expected = [n for n in range(len(numbers) + len(RESERVED)) if n not in RESERVED][: len(numbers)]
+    assert numbers == expected, f"notebooks are numbered {numbers}; expected {expected} (free numbers: {RESERVED})"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
