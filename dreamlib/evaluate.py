@@ -3,6 +3,7 @@
 >>> from dreamlib.evaluate import evaluate
 >>> table = evaluate(model, benchmark_sets(), convention="basicsr")
 >>> table["Rain100L"]   # {"psnr": 33.1, "ssim": 0.95, "n": 16}
+>>> evaluate(hinet, open_sets("Rain13k/test"), protocol="official")   # HINet's own test pipeline
 """
 from __future__ import annotations
 
@@ -14,18 +15,27 @@ from .metrics import psnr_ssim
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module | None, sets: dict, convention: str = "basicsr", device=None,
-             progress: bool = True, limit: int | None = None) -> dict[str, dict]:
+def evaluate(model: torch.nn.Module | None, sets: dict, convention: str | None = None, device=None,
+             progress: bool = True, limit: int | None = None, protocol: str = "dreamlib") -> dict[str, dict]:
     """Mean PSNR/SSIM of ``model`` on each set.
 
     Args:
         model: any network dreamlib can describe (:func:`dreamlib.spec.spec_of`: the shipped
-            ones, or your own, described or inferred; wrappers too). ``restore`` is used, so any
-            input size works. ``None`` scores the rainy inputs themselves.
+            ones, or your own, described or inferred; wrappers too). ``None`` scores the rainy
+            inputs themselves (``"dreamlib"`` protocol only).
         sets: ``{name: dataset}`` whose items have ``"input"``/``"target"`` (3,H,W) tensors
             and optionally ``"hw"`` (original size before padding).
-        convention: metric convention (see :mod:`dreamlib.metrics`).
+        convention: metric convention (see :mod:`dreamlib.metrics`); ``None`` (default): the
+            protocol's, i.e. ``"basicsr"`` for ``"dreamlib"`` and the network's official one for
+            ``"official"`` (HINet basicsr, MPRNet matlab, DuRN/AGAN opencv). A convention given
+            explicitly always wins.
         limit: evaluate only the first ``limit`` images of each set (``None``: all; else >= 1).
+        protocol: how the network is run on each image (:mod:`dreamlib.protocols`):
+            ``"dreamlib"`` (default; ``restore`` reflect-pads, so any input size works) or
+            ``"official"`` (each network's official test script: HINet 256-px tiles, MPRNet
+            unpadded, DuRN/AGAN cropped to a multiple of 4, the target cropped alike). A network
+            without an official protocol, or an unknown name, raises ``ValueError`` before any
+            compute.
 
     Raises :class:`dreamlib.guards.NonFiniteError` if the model outputs NaN/Inf (a
     diverged model must not be scored as if its NaNs were black pixels).
@@ -35,8 +45,9 @@ def evaluate(model: torch.nn.Module | None, sets: dict, convention: str = "basic
         (mean over sets, as the paper's tables average set means).
     """
     from .guards import NonFiniteError
-    from .models import restore
+    from .protocols import convention_for, run
 
+    convention = convention_for(model, protocol, convention)  # checks the protocol too, before any compute
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be None (every image) or a positive integer, got {limit!r}")
     if model is not None:
@@ -52,15 +63,15 @@ def evaluate(model: torch.nn.Module | None, sets: dict, convention: str = "basic
             for i in range(min(len(ds), limit or len(ds))):
                 item = ds[i]
                 x, y = item["input"], item["target"]
+                h, w = item.get("hw", y.shape[-2:])
                 if model is None:
-                    pred = x
+                    pred, y = x[:, :h, :w], y[:, :h, :w]
                 else:
-                    pred = restore(model, x[None].to(device))[0].float().cpu()
+                    pred, y = run(model, x.to(device), y, protocol=protocol, hw=(h, w))
                     if not bool(torch.isfinite(pred).all()):
                         raise NonFiniteError(f"the model's output on {name} image {i} holds NaN/Inf: its weights "
                                              "or an input diverged; nothing is scored")
-                h, w = item.get("hw", y.shape[-2:])
-                scores.append(psnr_ssim(pred[:, :h, :w], y[:, :h, :w], convention))
+                scores.append(psnr_ssim(pred, y, convention))
                 bar.update()
             arr = np.array(scores, dtype=np.float64)
             out[name] = {"psnr": float(arr[:, 0].mean()), "ssim": float(arr[:, 1].mean()), "n": len(scores)}

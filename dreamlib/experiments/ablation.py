@@ -47,7 +47,15 @@ def _setup(name, config: dict, device, sets):
 def _evaluate(model, sets, cfg, progress):
     from ..evaluate import evaluate
 
-    return evaluate(model, sets, convention=cfg["convention"], progress=progress, limit=cfg["eval_limit"])
+    return evaluate(model, sets, convention=cfg["convention"], progress=progress, limit=cfg["eval_limit"],
+                    protocol=cfg.get("protocol", "dreamlib"))
+
+
+def _convention(result: dict) -> str:
+    """The convention the rows were scored in (``null`` in the config: the official protocol's)."""
+    from ..protocols import OFFICIAL
+
+    return result["config"]["convention"] or OFFICIAL[result["model"]].convention
 
 
 def _table_rows(table, cfg, name: str) -> dict:
@@ -64,6 +72,8 @@ def _table_rows(table, cfg, name: str) -> dict:
                              f"needs {want!r}; give the table of the same model and mode, or drop --from-table")
     keys = ("seed", "convention", "dream_x", "adaptive", "distill", "eval_limit")
     diff = [k for k in keys if payload["config"].get(k) != cfg.get(k)]
+    if payload["config"].get("protocol", "dreamlib") != cfg.get("protocol", "dreamlib"):  # older tables: dreamlib
+        diff.append("protocol")
     if diff:
         raise ValueError(f"the table run used other settings for {diff}; run the ablation without "
                          f"--from-table, or with the table's config file")
@@ -189,7 +199,7 @@ def plot_per_set(result: dict, ax=None, metric: str = "psnr"):
         ax.bar(np.arange(len(sets)) + (i - (len(rows) - 1) / 2) * width, vals, width, label=label)
     ax.set_xticks(range(len(sets)))
     ax.set_xticklabels(sets)
-    ax.set_ylabel(f"{metric.upper()} ({'dB, ' if metric == 'psnr' else ''}{result['config']['convention']})")
+    ax.set_ylabel(f"{metric.upper()} ({'dB, ' if metric == 'psnr' else ''}{_convention(result)})")
     lo = min(res[s][metric] for res in rows.values() for s in sets)
     hi = max(res[s][metric] for res in rows.values() for s in sets)
     ax.set_ylim(lo - 0.1 * (hi - lo) - (1 if metric == "psnr" else 0.02), hi + 0.05 * (hi - lo))
@@ -208,7 +218,7 @@ def write(result: dict, out_dir) -> Path:
     stem = out_dir / (f"{result['figure']}_{result['model']}" + (f"_{result['tag']}" if result.get("tag") else ""))
     atomic_write_json(stem.with_suffix(".json"), result)
     sets = list(next(iter(result["rows"].values())))
-    lines = [f"# {result['figure']}: {result['model']} (PSNR dB / SSIM, {result['config']['convention']})", "",
+    lines = [f"# {result['figure']}: {result['model']} (PSNR dB / SSIM, {_convention(result)})", "",
              "| | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
     for label, res in result["rows"].items():
         lines.append(f"| {label} | " + " | ".join(f"{res[s]['psnr']:.2f} / {res[s]['ssim']:.4f}" for s in sets) + " |")

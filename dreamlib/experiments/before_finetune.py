@@ -63,6 +63,10 @@ def before_finetune_table(name: str, *, out_dir=None, config: dict | None = None
     out_dir = prepare_out_dir(out_dir if out_dir else default_run_dir(f"prune-table_{name}"))
     limit = cfg.get("eval_limit") if limit is None else limit
     teacher = load_teacher(name)
+    from ..protocols import convention_for
+
+    protocol = cfg["protocol"]
+    convention = convention_for(teacher, protocol, cfg["convention"])  # a wrong protocol fails before any compute
     t0 = time.perf_counter()
     x_info: dict = {}
     X = dream_x(teacher, cfg, progress=progress, info=x_info)
@@ -70,14 +74,15 @@ def before_finetune_table(name: str, *, out_dir=None, config: dict | None = None
     sets = benchmark_sets(family=FAMILY[name])
     target = paper_target_macs(teacher, name)
     options = {"adaptive": dict(cfg.get("adaptive") or {}), "dream-budget": dict(cfg.get("dream-budget") or {})}
-    comp = compare_methods(teacher, X, sets, target_macs=target, methods=methods, convention=cfg["convention"],
+    comp = compare_methods(teacher, X, sets, target_macs=target, methods=methods, convention=convention,
+                           protocol=protocol,
                            method_options=options, limit=limit, progress=progress)
     both_readings = both_readings and "adaptive" in methods
     if both_readings:
         first = options["adaptive"].get("order", "independent")
         other = next(o for o in ORDERS if o != first)
         extra = compare_methods(teacher, X, sets, target_macs=target, methods=("adaptive",),
-                                convention=cfg["convention"], limit=limit, progress=progress,
+                                convention=convention, protocol=protocol, limit=limit, progress=progress,
                                 include_original=False,  # comp has the teacher's row already
                                 method_options={"adaptive": {**options["adaptive"], "order": other}})
         _merge_row(comp, extra, f"adaptive ({other})")
@@ -87,7 +92,9 @@ def before_finetune_table(name: str, *, out_dir=None, config: dict | None = None
             f"before fine-tuning\n\n"
             f"Target {target / 1e9:.4f} G-MACs (nni, 1x3x256x256). X for the adaptive scheme and dream-budget: "
             f"{len(X)} images of {X.shape[-1]} px dreamed in {cfg['dream_x']['steps']} steps ({dream_s:.0f} s), "
-            f"the Table runner's batch. Metrics: {cfg['convention']} convention on the synthetic {FAMILY[name]} "
+            f"the Table runner's batch. Metrics: {convention} convention"
+            f"{' (official protocol, dreamlib.protocols)' if protocol == 'official' else ''} "
+            f"on the synthetic {FAMILY[name]} "
             f"benchmark; `psnr_X` is the PSNR of the pruned model's output vs the teacher's on X. "
             f"`adaptive` is Algorithm 1 in the {options['adaptive'].get('order', 'independent')} reading"
             + (f", `adaptive ({other})` the other reading on the same X" if both_readings else "") + ".\n\n"
@@ -96,6 +103,7 @@ def before_finetune_table(name: str, *, out_dir=None, config: dict | None = None
     extra_md = comp.table[cols].to_markdown(floatfmt=".4g") if _has_tabulate() else comp.table[cols].to_string()
     payload = {
         "model": name, "quick": settings.QUICK, "seed": cfg["seed"], "config": cfg, "target_macs": target,
+        "protocol": protocol, "convention": convention,
         "X_shape": list(X.shape), "dream_steps": cfg["dream_x"]["steps"], "dream_seconds": dream_s,
         "dream_residual_floor": x_info["residual_floor"], "dream_coverage_X": x_info["coverage"],
         "table": json.loads(comp.table.to_json(orient="index")),

@@ -127,10 +127,17 @@ class RunConfig:
     ``distill`` holds :class:`dreamlib.distill.DistillConfig` fields (its own checks apply;
     ``seed`` comes from the top level, ``residual_floor`` may also be ``"auto"``: the decision
     :func:`tables.dream_x` made for X). ``eval_limit``: ``None`` = every image, else >= 1.
+
+    ``protocol``: how a network is run on a test image (:mod:`dreamlib.protocols`): ``dreamlib``
+    (reflect-pad, the default) or ``official`` (each network's official test script).
+    ``convention``: the metric convention; ``null`` = the protocol's (basicsr for ``dreamlib``,
+    each network's official one for ``official``). When ``protocol: official`` is set and no
+    layer sets ``convention``, it becomes ``null``.
     """
 
     seed: int = _f(0, _range(0))
-    convention: str = _f("basicsr", _in(("basicsr", "matlab", "opencv")))
+    convention: typing.Optional[str] = _f("basicsr", _in((None, "basicsr", "matlab", "opencv")))
+    protocol: str = _f("dreamlib", _in(("dreamlib", "official")))
     methods: typing.List[str] = _f(["l1-uniform", "erk", "lamp", "adaptive", "dream-budget"], "methods")
     dream_x: DreamXConfig = field(default_factory=DreamXConfig)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
@@ -301,6 +308,8 @@ def validate(layers) -> RunConfig:
         if raw is None:
             continue
         cfg = _section(RunConfig, raw, source, "", cfg)
+    if cfg.protocol == "official" and not any(isinstance(raw, dict) and "convention" in raw for _, raw in layers):
+        cfg.convention = None  # the official protocol scores in each network's official convention
     missing = [m for m in cfg.distill_from if m not in cfg.methods]
     if missing:
         raise ConfigError(f"{layers[-1][0] if layers else 'config'}: distill_from: {missing} are not among the "

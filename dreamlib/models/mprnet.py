@@ -396,7 +396,9 @@ def final_image(output) -> torch.Tensor:
 #: Stage 1 works on H/2 x W/2 quadrants, each going through two bilinear x0.5
 #: downsamplings (3-level U-Net) whose outputs are upsampled x2 and added back
 #: to the skips, so each quadrant side must be a multiple of 4 -> H, W multiples
-#: of 8. (The official test.py pads to 8 too.)
+#: of 8. (The official Deraining/test.py does not pad: it only runs images whose sides are
+#: multiples of 8; only the root demo.py reflect-pads to 8, as ``restore`` does. See
+#: :mod:`dreamlib.protocols`.)
 PAD_MULTIPLE = 8
 
 #: The paper's "penultimate layer with 56 channels": the ORSNet output, i.e.

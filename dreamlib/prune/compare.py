@@ -90,7 +90,7 @@ def compare_methods(teacher: nn.Module, X: torch.Tensor | None, sets: dict | Non
                     methods=("l1-uniform", "l1-global", "erk", "lamp", "adaptive"), convention: str = "basicsr",
                     macs_convention: str = "nni", input_size=(1, 3, 256, 256), method_options: dict | None = None,
                     limit: int | None = None, progress: bool = True, keep_models: bool = True,
-                    include_original: bool = True) -> Comparison:
+                    include_original: bool = True, protocol: str = "dreamlib") -> Comparison:
     """Prune ``teacher`` with each method to the same MACs and evaluate, before any fine-tuning.
 
     Args:
@@ -102,12 +102,15 @@ def compare_methods(teacher: nn.Module, X: torch.Tensor | None, sets: dict | Non
         target_macs: MACs per sample (``macs_convention`` at ``input_size``); see
             :func:`paper_target_macs` for the paper's ratios.
         methods: any of :data:`dreamlib.prune.METHODS`.
-        convention: metric convention of the evaluation (:mod:`dreamlib.metrics`).
+        convention: metric convention of the evaluation (:mod:`dreamlib.metrics`); ``None``: the
+            protocol's (:func:`dreamlib.protocols.convention_for`).
         method_options: ``{method: {option: value}}`` passed to :func:`dreamlib.prune.prune`
             (e.g. ``{"adaptive": {"eps": 1e-3, "tp": 50}}``).
         limit: evaluate only the first ``limit`` images of each set.
         include_original: also evaluate the unpruned teacher (row ``original``); off when the
             comparison adds rows to another one that has it already.
+        protocol: how each model is run on a test image (:mod:`dreamlib.protocols`; ``"dreamlib"``
+            or ``"official"``), checked before any pruning.
     """
     import pandas as pd
 
@@ -122,6 +125,10 @@ def compare_methods(teacher: nn.Module, X: torch.Tensor | None, sets: dict | Non
     method_options = method_options or {}
     from ..spec import unwrap
 
+    if sets:
+        from ..protocols import check_protocol
+
+        check_protocol(teacher, protocol)  # a network without that protocol fails now, not after pruning
     teacher = unwrap(teacher)
     param = next(teacher.parameters())
     t_out = None
@@ -159,7 +166,7 @@ def compare_methods(teacher: nn.Module, X: torch.Tensor | None, sets: dict | Non
                 row["psnr_X"] = psnr_torch(forward(model, X), t_out)
                 model.train(was)
         if sets:
-            res = evaluate(model, sets, convention=convention, progress=progress, limit=limit)
+            res = evaluate(model, sets, convention=convention, progress=progress, limit=limit, protocol=protocol)
             comp.results[name] = res
             for s, v in res.items():
                 row[f"{s}/psnr"], row[f"{s}/ssim"] = v["psnr"], v["ssim"]
