@@ -45,6 +45,8 @@ COURSE = {
            "Figs. 1 and 6 are loaded from results/; the live loop runs the full 1800 iterations"),
     "07": ("Tables 1 and 2 from the committed results, the claims checked", "not needed",
            "committed results; the live run is skipped"),
+    "08": ("from FLOPs to seconds: why masks do not speed up, channel pruning, measured latency vs PSNR",
+           "not needed", "committed speed results; the live sweep times 7 ratios at 256x256"),
     "09": ("your own network: describe it, compress it in one call (a DnCNN denoiser, no noisy data)",
            "not needed", ""),
 }

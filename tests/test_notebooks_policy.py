@@ -22,8 +22,8 @@ def test_there_are_notebooks():
     assert NOTEBOOKS[0].name == "00_welcome.ipynb"
 
 
-# numbers kept free for a chapter that is planned but not written yet (08: from FLOPs to seconds)
-RESERVED = {8}
+# numbers kept free for a chapter that is planned but not written yet (none at present)
+RESERVED: set[int] = set()
 
 
 def test_numbering_is_unique_and_consecutive():

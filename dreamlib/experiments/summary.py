@@ -101,6 +101,39 @@ def figure_rows(folder: str, stem: str, root=None) -> list[str]:
     return out
 
 
+def speed_rows(name: str, root=None) -> list[str]:
+    """``reproduce speed`` of one model: quality after recovery against measured speed-up."""
+    from .speed import speedups, verdicts
+
+    path = Path(root or settings.REPO_ROOT / "results") / "speed_small" / f"speed_{name}.json"
+    if not path.is_file():
+        return []
+    p = json.loads(path.read_text())
+    dense = p["rows"]["dense teacher"]
+
+    def sp(r, opt):
+        v = speedups(p, r, opt, 1)
+        return "not timed" if v is None else f"{v:.2f}x"
+
+    out = ["| student | % of the MACs | avg PSNR (dB) before → after dream-distill | eager, 1 thread | "
+           "channels_last | compiled |", "|---|---|---|---|---|---|",
+           f"| dense teacher | 100 | {dense['average/psnr']:.2f} | 1.00x | {sp(dense, 'channels_last')} | "
+           f"{sp(dense, 'compiled')} |"]
+    for pt in p["points"]:
+        for key in ("masked", f"channel-{pt['chosen']}"):
+            r = pt["rows"][key]
+            after = r.get("after", {}).get("average/psnr")
+            label = "masks: adaptive (the paper)" if key == "masked" else f"channels: {pt['chosen']} (chosen on X)"
+            out.append(f"| {label} | {100 * r['gmacs'] * 1e9 / p['teacher_macs']:.1f} | "
+                       f"{r['before']['average/psnr']:.2f} → {'—' if after is None else f'{after:.2f}'} | "
+                       f"{sp(r, 'eager')} | {sp(r, 'channels_last')} | {sp(r, 'compiled')} |")
+    for v in verdicts(p):
+        out.append("")
+        out.append(f"Goal at {100 * v['fraction']:.1f} % ({name}): >= 1.5x eager, >= 2x compiled, within 0.5 dB: "
+                   f"{'holds' if v['holds'] else 'does not hold'} ({v['db_lost']:.2f} dB below the teacher).")
+    return out
+
+
 def markdown_tables(root=None) -> str:
     """Both tables and the claims check, as the README shows them."""
     parts = ["Table 1, average PSNR (dB, basicsr) over the five synthetic Rain13k-like sets:", "",
@@ -119,6 +152,11 @@ def markdown_tables(root=None) -> str:
         rows = figure_rows(folder, stem, root)
         if rows:
             parts += ["", f"{title} (`results/{folder}/{stem}.md`), PSNR (dB):", "", *rows]
+    for name in ("hinet", "mprnet", "durn", "agan"):
+        rows = speed_rows(name, root)
+        if rows:
+            parts += ["", f"From FLOPs to seconds, {name} (`results/speed_small/speed_{name}.md`; latency at "
+                      "1x3x256x256 on this CPU, speed-up = dense time / student time in the same run):", "", *rows]
     return "\n".join(parts) + "\n"
 
 
