@@ -153,21 +153,6 @@ def run_speed(name: str, *, variant: str = "small", config: dict | None = None, 
     sets = open_sets(data_root) if data_root else benchmark_sets(family=EVAL_FAMILY[name])
     set_names = list(sets)
     dense = count_macs(teacher)
-    x_info: dict = {}
-    X = dream_x(teacher, cfg, device=device, progress=progress, info=x_info)
-    with torch.no_grad():
-        ref = restore(teacher, X).clamp(0, 1)
-
-    def on_x(m) -> float:
-        with torch.no_grad():
-            return float(psnr_torch(restore(m, X).clamp(0, 1), ref))
-
-    def score(m) -> dict:
-        res = evaluate(m, sets, convention=convention, progress=False, limit=cfg["eval_limit"], protocol=protocol)
-        return _row(res, set_names)
-
-    probe = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0)).to(device)
-    dcfg = distill_config(cfg, x_info)
     # what is done is kept: rows (everything but the latencies) and the models, so --resume only
     # does what is missing and re-times a finished run without recomputing it
     from ..io import atomic_torch_save
@@ -187,6 +172,28 @@ def run_speed(name: str, *, variant: str = "small", config: dict | None = None, 
             raise ResumeMismatchError(f"{partial_path} belongs to another run (teacher, config or strategies "
                                       "differ); run without --resume into a new folder")
         partial = saved
+
+    x_path = Path(out_dir) / f"speed_{name}.X.pt"
+    if resume and x_path.is_file() and partial["points"]:
+        saved_x = safe_load(x_path)  # the dreamed batch of this run (the fingerprint above matched)
+        X, x_info = saved_x["X"].to(device), saved_x["info"]
+    else:
+        x_info: dict = {}
+        X = dream_x(teacher, cfg, device=device, progress=progress, info=x_info)
+        atomic_torch_save({"X": X.detach().cpu(), "info": x_info}, x_path)
+    with torch.no_grad():
+        ref = restore(teacher, X).clamp(0, 1)
+
+    def on_x(m) -> float:
+        with torch.no_grad():
+            return float(psnr_torch(restore(m, X).clamp(0, 1), ref))
+
+    def score(m) -> dict:
+        res = evaluate(m, sets, convention=convention, progress=False, limit=cfg["eval_limit"], protocol=protocol)
+        return _row(res, set_names)
+
+    probe = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0)).to(device)
+    dcfg = distill_config(cfg, x_info)
 
     def keep(key, point):
         partial["points"][key] = {k: v for k, v in point.items() if k != "models"}
