@@ -165,14 +165,31 @@ def cmd_prune_table(args) -> int:
     from .experiments.tables import load_config
     from .train import command_line
 
-    cfg = load_config(args.config, **({"seed": args.seed} if args.seed is not None else {}))
+    cfg = load_config(args.config, **({"seed": args.seed} if args.seed is not None else {}),
+                      **_protocol_overrides(args.protocol, None))
     out = prepare_out_dir(args.out or default_run_dir("prune-table"))
     for name in args.model:
         comp = before_finetune_table(name, out_dir=out, config=cfg, progress=not args.no_progress,
                                      command=command_line())
-        print(f"\n{name}: pruned to the paper's FLOPs ratio, before fine-tuning (basicsr PSNR / SSIM)")
+        from .protocols import OFFICIAL
+
+        conv = cfg["convention"] or OFFICIAL[name].convention
+        print(f"\n{name}: pruned to the paper's FLOPs ratio, before fine-tuning ({conv} PSNR / SSIM)")
         print(comp.markdown())
     return 0
+
+
+_PROTOCOL_HELP = ("how a network is run on a test image: dreamlib (reflect-pad) or official (each network's "
+                  "official test script, scored in its official metric convention unless --convention is given; "
+                  "dreamlib.protocols). Default: the config's protocol (dreamlib)")
+
+
+def _protocol_overrides(protocol: str | None, convention: str | None) -> dict:
+    """Config overrides of ``--protocol``: ``official`` without ``--convention`` also scores in each
+    network's official convention (config ``convention: null``), whatever the config file says."""
+    if protocol is None:
+        return {}
+    return {"protocol": protocol, **({"convention": None} if protocol == "official" and convention is None else {})}
 
 
 class UsageError(ValueError):
@@ -196,7 +213,25 @@ def _check_reproduce(args) -> None:
     if args.resume and args.out is None:
         raise UsageError("--resume needs --out: name the folder of the interrupted run (without --out every "
                          "run writes a fresh runs/<table>_<model>_<time>/ folder)")
-    allowed = MODEL_NAMES if args.table in ("ablation", "selfdata") else TABLE_MODELS[args.table]
+    if args.table != "speed" and (args.macs is not None or args.no_compile or args.distill_masked):
+        raise UsageError("--macs, --no-compile and --distill-masked only apply to `reproduce speed`")
+    if args.table == "speed":
+        if args.target_gflops is not None:
+            raise UsageError("`reproduce speed` takes --macs (fractions of the teacher's MACs), not --target-gflops")
+        fracs = []
+        for f in args.macs or []:
+            try:
+                v = None if f == "paper" else float(f)
+            except ValueError:
+                v = -1.0
+            if v is not None and not 0.05 <= v < 1.0:
+                raise UsageError(f"--macs {f}: a fraction of the teacher's MACs in [0.05, 1) or 'paper', "
+                                 "e.g. --macs paper 0.45")
+            fracs.append(v)
+        args.macs = fracs or None
+        if args.iters < 1:
+            raise UsageError(f"--iters must be >= 1 (timed calls per latency), got {args.iters}")
+    allowed = (MODEL_NAMES if args.table in ("ablation", "selfdata", "speed") else TABLE_MODELS[args.table])
     for name in args.model or []:
         if name not in allowed:
             raise UsageError(f"--model {name!r}: {args.table} covers {', '.join(allowed)}")
@@ -221,7 +256,15 @@ def cmd_reproduce(args) -> int:
     from .train import command_line
 
     _check_reproduce(args)
+    from . import distributed
+
+    if distributed.torchrun_env():  # `torchrun --nproc_per_node N -m dreamlib reproduce table1 ...`
+        if args.table not in ("table1", "table2"):
+            raise UsageError(f"torchrun shares the dream+distill of `reproduce table1` / `table2`; run "
+                             f"`reproduce {args.table}` as one process (python -m dreamlib ...)")
+        distributed.init_from_env()
     overrides = {"convention": args.convention} if args.convention else {}
+    overrides.update(_protocol_overrides(args.protocol, args.convention))
     if args.distill_from:
         overrides["distill_from"] = args.distill_from
     cfg = load_config(args.config, **overrides)  # the whole config is checked here, before any compute
@@ -232,6 +275,17 @@ def cmd_reproduce(args) -> int:
     if args.out is not None:
         prepare_out_dir(args.out, resume=args.resume)
 
+    if args.table == "speed":
+        from .experiments.speed import markdown as speed_md, run_speed
+
+        for name in args.model or ["hinet", "mprnet"]:
+            out = args.out or default_run_dir(f"speed_{name}")
+            payload = run_speed(name, variant=args.variant, config=cfg, checkpoint=args.checkpoint,
+                                data_root=args.data_root, fractions=args.macs, out_dir=out, resume=args.resume,
+                                progress=not args.no_progress, command=command_line(),
+                                compile_=not args.no_compile, iters=args.iters, distill_masked=args.distill_masked)
+            print(speed_md(payload))
+        return 0
     if args.table in ("ablation", "selfdata"):
         from .experiments import ablation as A
 
@@ -250,8 +304,13 @@ def cmd_reproduce(args) -> int:
     for name in args.model or TABLE_MODELS[args.table]:
         payload = run_table(args.table, name, variant=args.variant, config=cfg, checkpoint=args.checkpoint,
                             data_root=args.data_root, target_gflops=args.target_gflops, out_dir=args.out,
-                            resume=args.resume, progress=not args.no_progress, command=command_line())
-        print(markdown(payload))
+                            resume=args.resume, progress=not args.no_progress and distributed.is_main(),
+                            command=command_line().replace("python -m dreamlib", f"torchrun --nproc_per_node "
+                                                           f"{distributed.world_size()} -m dreamlib", 1)
+                            if distributed.active() else command_line())
+        if distributed.is_main():  # under torchrun: rank 0 has the results, the other ranks return {}
+            print(markdown(payload))
+    distributed.shutdown()
     return 0
 
 
@@ -362,12 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="YAML with the runner settings (dream_x, adaptive, convention, eval_limit); default: the "
                         "built-in small-CPU settings (configs/small_cpu.yaml), configs/quick.yaml in quick mode")
     t.add_argument("--seed", type=int, default=None, help="default: the config's seed")
+    t.add_argument("--protocol", default=None, choices=["dreamlib", "official"], help=_PROTOCOL_HELP)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_prune_table)
 
     rp = sub.add_parser("reproduce", help="the paper's Table 1 / Table 2 protocol (prune, dream+distill, evaluate)")
-    rp.add_argument("table", choices=["table1", "table2", "ablation", "selfdata"],
-                    help="table1/table2: the paper's tables; ablation: Fig. 6; selfdata: Fig. 1")
+    rp.add_argument("table", choices=["table1", "table2", "ablation", "selfdata", "speed"],
+                    help="table1/table2: the paper's tables; ablation: Fig. 6; selfdata: Fig. 1; speed: channel "
+                         "pruning vs masks, quality after recovery vs measured CPU latency")
     rp.add_argument("--model", nargs="+", default=None, help="default: the table's two models")
     rp.add_argument("--variant", default="small", help="small (shipped teachers) or official (with --checkpoint)")
     rp.add_argument("--config", type=Path, default=None,
@@ -377,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--data-root", type=Path, default=None, help="real Rain13k / RainDrop test folders")
     rp.add_argument("--target-gflops", type=float, default=None, help="default: the paper's FLOPs ratio")
     rp.add_argument("--convention", default=None, choices=["basicsr", "matlab", "opencv"])
+    rp.add_argument("--protocol", default=None, choices=["dreamlib", "official"], help=_PROTOCOL_HELP)
     rp.add_argument("--out", type=Path, default=None, help="default: a fresh runs/<table>_<model>_<time>/ (git-ignored); name results/<table>_small to replace the committed results")
     rp.add_argument("--resume", action="store_true", help="continue interrupted distillations from their state files")
     rp.add_argument("--distill-from", nargs="+", default=None, metavar="METHOD",
@@ -387,6 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--from-table", type=Path, default=None,
                     help="ablation: reuse the l1 / adaptive / full-method rows of a finished table1_<model>.json "
                          "made with the same config (only the no-L_orth student is distilled)")
+    rp.add_argument("--macs", nargs="+", default=None, metavar="FRACTION",
+                    help="speed: students' MACs as fractions of the teacher's, or 'paper' (the paper's ratio, "
+                         "the default), e.g. --macs paper 0.45")
+    rp.add_argument("--no-compile", action="store_true", help="speed: do not time torch.compile (saves minutes)")
+    rp.add_argument("--iters", type=int, default=10, help="speed: timed calls per latency (median; default 10)")
+    rp.add_argument("--distill-masked", action="store_true",
+                    help="speed: distil the masked student here when no finished Table run has it at this target")
     rp.add_argument("--no-progress", action="store_true")
     rp.set_defaults(func=cmd_reproduce)
 
@@ -434,7 +503,7 @@ def _one_line(e: BaseException) -> str:
 #: Errors that mean "the input is wrong", printed as one line (exit 2); anything else is a bug
 #: and keeps its traceback. NonFiniteError (a diverged run) is a FloatingPointError.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
-               FloatingPointError)
+               FloatingPointError, MemoryError)  # MemoryError: dreamlib.memory.DistillOutOfMemoryError
 
 
 def main(argv=None) -> int:

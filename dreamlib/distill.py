@@ -79,7 +79,20 @@ class DistillConfig:
         source: ``dream``, ``noise`` or ``self`` (see the module docstring).
         self_kind: rain kind of the self-collected data.
         seed: targets, noise and priors all derive from it.
-        amp: CUDA automatic mixed precision for the student (ignored on CPU).
+        amp: the older switch: CUDA fp16 autocast for the student only (ignored on CPU); kept so
+            that older configs and states run as before. Use ``precision`` instead.
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``: autocast of the teacher's
+            forward in dreaming and of the student's forward (:mod:`dreamlib.memory`), on CUDA
+            and on CPU. The dreamed images, the losses and both optimisers stay fp32; fp16
+            scales both backwards (GradScaler). bf16 is the one to use on a GPU that has it:
+            see ``results/gpu/`` for its measured effect.
+        checkpoint_teacher: recompute the teacher's activations during the backward to x
+            instead of storing them (:func:`dreamlib.memory.checkpointed`): same results, less
+            memory, about one more teacher forward per step. It may differ on resume.
+        checkpoint_student: the same for the student's forward in distillation. The student
+            keeps as much per image for its backward as the teacher (plus its masked weights),
+            so either switch alone leaves the other phase at the peak: use both
+            (results/gpu/bench_gpu_cpu.md). It may differ on resume.
         residual_floor, lambda_res: beyond the paper, the dreams' residual floor (see
             :mod:`dreamlib.dream`); ``None`` = the paper's plain Eq. 5.
         freeze_bn: keep the student's BatchNorm layers in eval mode (the teacher's running
@@ -104,6 +117,9 @@ class DistillConfig:
     self_kind: str = "light"
     seed: int = 0
     amp: bool = False
+    precision: str = "fp32"
+    checkpoint_teacher: bool = False
+    checkpoint_student: bool = False
     freeze_bn: bool = True
     residual_floor: float | None = None
     lambda_res: float = 1.0
@@ -111,6 +127,12 @@ class DistillConfig:
     def __post_init__(self):
         if self.source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {self.source!r}")
+        from .memory import check_precision
+
+        check_precision(self.precision)
+        if self.amp and self.precision != "fp32":
+            raise ValueError(f"amp (the older fp16-student switch) and precision {self.precision!r} are both set: "
+                             "keep precision only (amp: false)")
         for name in ("steps", "reinit_every", "batch_size", "crop"):
             check_positive_int(name, getattr(self, name))
         for name, positive in (("lr_x", True), ("lr_student", True), ("lambda_orth", False), ("lambda_kd", False),
@@ -153,15 +175,36 @@ class DreamDistiller:
         config: :class:`DistillConfig`.
         images: ``{name: (H,W,3) array}`` clean pictures for the targets (default: the
             dream-role samples).
+
+    Inside a process group (``torchrun``, :mod:`dreamlib.distributed`) each process trains on
+    its share of the global batch (``self.share``; ``self.targets`` and ``self.batch`` hold its
+    rows) and the student is wrapped in DistributedDataParallel (``self.model``); the logged
+    numbers are global and :meth:`state_dict` gathers the whole batch (a collective: every
+    process calls it).
     """
 
     def __init__(self, teacher: nn.Module, student: nn.Module, config: DistillConfig, images: dict | None = None):
+        from . import distributed
+        from .memory import autocast, grad_scaler
         from .spec import unwrap
 
         teacher, student = unwrap(teacher), unwrap(student)
         self.teacher, self.student, self.cfg = teacher, student, config
         self.device = next(student.parameters()).device
         self.images = images
+        self.share = distributed.batch_share(config.batch_size)  # None: one process
+        self.model = student  # what the forward calls: the student, or its DDP wrapper
+        if self.share is not None:
+            import inspect
+
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            # DDP copies rank 0's weights and buffers (masks) to every rank, then averages gradients;
+            # with frozen BatchNorm no buffer changes, so none is sent again at each forward
+            sync = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DDP).parameters \
+                else "broadcast_buffers"  # the older name (torch < 2.13)
+            self.model = DDP(student, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                             **{sync: not config.freeze_bn})
         self.optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=config.lr_student)
         self.gen = torch.Generator().manual_seed(config.seed)
         self.t = 0
@@ -169,22 +212,37 @@ class DreamDistiller:
         self.batch = None  # current input batch for the noise / self sources
         self.targets = None
         self.use_amp = bool(config.amp and self.device.type == "cuda")
-        self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else None
+        # the student's autocast: the older amp switch (CUDA fp16), else the precision setting
+        self.student_precision = "fp16" if self.use_amp else config.precision
+        self._autocast = lambda: autocast(self.device, self.student_precision)
+        self.scaler = torch.amp.GradScaler("cuda") if self.use_amp else grad_scaler(self.device, config.precision)
 
     # ---------------------------------------------------------------- batches
     def _new_batch(self) -> None:
         """Fresh clean targets and, for dreaming, a fresh Dreamer starting from noise."""
         cfg, k = self.cfg, self.t // self.cfg.reinit_every
         self.targets = make_targets(cfg.batch_size, cfg.crop, seed=cfg.seed * 1009 + k, images=self.images)
-        self.targets = self.targets.to(self.device)
+        self.targets = self._rows(self.targets).to(self.device)
         if cfg.source == "dream":
             self.dreamer = self._make_dreamer(k)
         elif cfg.source == "self":
             from .data.rain import synthesize
 
             clean = self.targets.permute(0, 2, 3, 1).cpu().numpy()
-            rainy = [synthesize(c, cfg.self_kind, seed=cfg.seed * 7919 + k * 131 + i) for i, c in enumerate(clean)]
+            lo = self.share.lo if self.share is not None else 0  # the seeds follow the global index
+            rainy = [synthesize(c, cfg.self_kind, seed=cfg.seed * 7919 + k * 131 + lo + i)
+                     for i, c in enumerate(clean)]
             self.batch = torch.from_numpy(np.stack(rainy)).permute(0, 3, 1, 2).float().to(self.device)
+
+    def _rows(self, t):
+        """This process's rows of a global batch tensor (all of it in one process)."""
+        return t if self.share is None or t is None else self.share.rows(t)
+
+    def _gather(self, t):
+        """The global batch from every process's rows (a collective)."""
+        from . import distributed
+
+        return t if self.share is None or t is None else distributed.gather_rows(t)
 
     def _make_dreamer(self, k: int) -> Dreamer:
         """The Dreamer of batch ``k`` (its noise and priors seeded from the config seed and k)."""
@@ -192,22 +250,28 @@ class DreamDistiller:
         return Dreamer(self.teacher, self.targets, lr=cfg.lr_x, lambda_orth=cfg.lambda_orth,
                        orth_schedule=cfg.orth_schedule, total_steps=cfg.reinit_every,
                        residual_floor=cfg.residual_floor, lambda_res=cfg.lambda_res,
-                       seed=cfg.seed * 7919 + k, device=self.device)
+                       seed=cfg.seed * 7919 + k, device=self.device, precision=cfg.precision,
+                       checkpoint=cfg.checkpoint_teacher, share=self.share)
 
     def _inputs(self):
         """(student input, teacher output, dreaming record or None) for this step: one teacher forward."""
         if self.cfg.source == "dream":
             rec = self.dreamer.step()
             return rec.teacher_in, rec.teacher_out, rec
-        if self.cfg.source == "noise":  # undreamed: new noise every step
-            x = torch.rand(self.targets.shape, generator=self.gen).to(self.device)
+        from .memory import autocast
+
+        if self.cfg.source == "noise":  # undreamed: new noise every step (the global batch's, this share's rows)
+            shape = (self.cfg.batch_size,) + tuple(self.targets.shape[1:])
+            x = self._rows(torch.rand(shape, generator=self.gen)).to(self.device)
         else:
             x = self.batch
-        with torch.no_grad(), frozen(self.teacher):
-            return x, restore(self.teacher, x), None
+        with torch.no_grad(), frozen(self.teacher), autocast(self.device, self.cfg.precision):
+            return x, restore(self.teacher, x).float(), None
 
     # ---------------------------------------------------------------- one step
     def step(self) -> DistillStep:
+        from .memory import checkpointed
+
         if self.t % self.cfg.reinit_every == 0 or self.targets is None:
             self._new_batch()
         x, t_out, rec = self._inputs()
@@ -218,10 +282,16 @@ class DreamDistiller:
                 for m in self.student.modules():
                     if isinstance(m, nn.modules.batchnorm._BatchNorm):
                         m.eval()
-            with torch.autocast("cuda", enabled=self.use_amp):
-                s_out = restore(self.student, x.detach())
+            with self._autocast(), checkpointed(self.student, self.cfg.checkpoint_student):
+                s_out = restore(self.model, x.detach())
                 loss = self.cfg.lambda_kd * F.l1_loss(s_out.float(), t_out.detach())
-            check_loss(loss.detach(), what="the distillation loss L_KD", step=self.t,
+            l_kd, psnr_s = float(loss.detach()), batch_psnr(s_out.detach().float(), t_out)
+            if self.share is not None:  # the global batch's numbers (DDP averages the gradients alike)
+                from . import distributed
+
+                both = torch.tensor([l_kd, psnr_s], dtype=torch.float64, device=self.device)
+                l_kd, psnr_s = (distributed.all_reduce_sum(both) / self.share.world).tolist()
+            check_loss(l_kd, what="the distillation loss L_KD", step=self.t,
                        hint="the student diverged: lower lr_student (the paper's 1e-4) or lambda_kd")
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler:
@@ -231,7 +301,6 @@ class DreamDistiller:
             else:
                 loss.backward()
                 self.optimizer.step()
-            l_kd, psnr_s = float(loss.detach()), batch_psnr(s_out.detach().float(), t_out)
         out = DistillStep(step=self.t, l_kd=l_kd, l_inv=rec.l_inv if rec else float("nan"),
                           l_orth=rec.l_orth if rec else float("nan"), psnr_teacher=rec.psnr if rec else float("nan"),
                           psnr_student=psnr_s)
@@ -240,19 +309,36 @@ class DreamDistiller:
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
+        """The whole state; in a process group the global batch (every process must call it)."""
         d = self.dreamer
         return {
             "format": _STATE_FORMAT, "config": self.cfg.to_dict(), "t": self.t,
             "student": self.student.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "gen": self.gen.get_state(), "targets": self.targets, "batch": self.batch,
-            "dreamer": None if d is None else d.state_dict(),
+            "gen": self.gen.get_state(), "targets": self._gather(self.targets), "batch": self._gather(self.batch),
+            "dreamer": None if d is None else self._batch_tensors(d.state_dict(), self._gather),
             "scaler": self.scaler.state_dict() if self.scaler else None,
         }
+
+    def _batch_tensors(self, obj, fn):
+        """``obj`` (nested dicts/lists) with ``fn`` applied to every tensor that has the batch as
+        dim 0 (the dreamed x and its Adam moments); one process: ``obj`` as it is."""
+        if self.share is None:
+            return obj
+        n = self.share.n if fn == self._gather else self.share.total
+        if isinstance(obj, dict):
+            return {k: self._batch_tensors(v, fn) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self._batch_tensors(v, fn) for v in obj)
+        if isinstance(obj, torch.Tensor) and obj.dim() == 4 and obj.shape[0] == n:
+            return fn(obj.to(self.device))
+        return obj
 
     def load_state_dict(self, st: dict) -> None:
         if st.get("format") != _STATE_FORMAT:
             raise ValueError(f"not a dreamlib distillation state (format {st.get('format')!r})")
-        diff = {k: (v, self.cfg.to_dict().get(k)) for k, v in st["config"].items() if self.cfg.to_dict().get(k) != v}
+        # checkpointing changes memory, not results: it may differ on resume
+        diff = {k: (v, self.cfg.to_dict().get(k)) for k, v in st["config"].items()
+                if self.cfg.to_dict().get(k) != v and k not in ("checkpoint_teacher", "checkpoint_student")}
         if diff:
             raise ResumeMismatchError("the saved state was made with another configuration: " +
                                       ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items()) +
@@ -261,11 +347,11 @@ class DreamDistiller:
         self.optimizer.load_state_dict(st["optimizer"])
         self.gen.set_state(st["gen"])
         self.t = st["t"]
-        self.targets = None if st["targets"] is None else st["targets"].to(self.device)
-        self.batch = None if st["batch"] is None else st["batch"].to(self.device)
+        self.targets = None if st["targets"] is None else self._rows(st["targets"]).to(self.device)
+        self.batch = None if st["batch"] is None else self._rows(st["batch"]).to(self.device)
         if st["dreamer"] is not None:
             self.dreamer = self._make_dreamer((self.t - 1) // self.cfg.reinit_every)
-            self.dreamer.load_state_dict(st["dreamer"])
+            self.dreamer.load_state_dict(self._batch_tensors(st["dreamer"], self._rows))
         if self.scaler and st.get("scaler"):
             self.scaler.load_state_dict(st["scaler"])
 
@@ -299,6 +385,13 @@ def distill(teacher: nn.Module, student: nn.Module, config: DistillConfig | None
         fingerprint: extra ``{field: value}`` (plain values) that must match on resume.
         stop_at: stop after this step (the state is written; resume later).
         callback: ``callback(step_record, distiller)`` after every step (live plots).
+
+    Under ``torchrun`` (a process group, :mod:`dreamlib.distributed`) every process calls it:
+    each trains on its share of the batch, rank 0 alone writes the state (the global batch,
+    the same file as a one-process run) and shows the progress bar; every process reads the
+    state on resume. CUDA running out of memory in a step raises
+    :class:`dreamlib.memory.DistillOutOfMemoryError` (one line: a smaller batch, bf16,
+    teacher checkpointing, more GPUs).
     """
     from tqdm.auto import tqdm
 
@@ -307,11 +400,16 @@ def distill(teacher: nn.Module, student: nn.Module, config: DistillConfig | None
 
     from .spec import unwrap
 
+    from . import distributed
+    from .memory import DistillOutOfMemoryError, oom_message
+
     teacher, student = unwrap(teacher), unwrap(student)
     cfg = config or DistillConfig.quick()
+    runner = DreamDistiller(teacher, student, cfg, images)  # in a process group: rank 0's student on every rank
+    main = distributed.is_main()
+    progress = progress and main
     # what this run is: the state is only continued by the same teacher, start and settings
     prints = {"teacher": module_hash(teacher), "student_start": module_hash(student), **(fingerprint or {})}
-    runner = DreamDistiller(teacher, student, cfg, images)
     log = DistillLog()
     state_path = Path(state_path) if state_path else None
     if resume:
@@ -340,15 +438,25 @@ def distill(teacher: nn.Module, student: nn.Module, config: DistillConfig | None
         check_weights(student, what="the student", step=runner.t,
                       hint="the student diverged: lower lr_student (the paper's 1e-4) or lambda_kd")
         if state_path is not None:
-            atomic_torch_save({**runner.state_dict(), "fingerprint": prints, "log": log.rows,
-                               "seconds": log.seconds}, state_path)
+            st = runner.state_dict()  # a collective in a process group: every rank gathers
+            if main:
+                atomic_torch_save({**st, "fingerprint": prints, "log": log.rows, "seconds": log.seconds}, state_path)
+            distributed.barrier()  # nobody reads a half-written state
 
     end = min(cfg.steps, stop_at) if stop_at else cfg.steps
     bar = tqdm(total=cfg.steps, initial=runner.t, desc="dream+distill", disable=not progress)
     t0 = time.perf_counter() - log.seconds
     try:
         while runner.t < end:
-            rec = runner.step()
+            try:
+                rec = runner.step()
+            except torch.cuda.OutOfMemoryError as e:
+                share = runner.share
+                raise DistillOutOfMemoryError(oom_message(
+                    batch_size=cfg.batch_size, per_process=share.n if share else cfg.batch_size, crop=cfg.crop,
+                    precision=runner.student_precision if cfg.amp else cfg.precision,
+                    checkpoint_teacher=cfg.checkpoint_teacher, checkpoint_student=cfg.checkpoint_student,
+                    world=share.world if share else 1, step=runner.t, error=e, device=runner.device)) from None
             log.add(rec)
             log.seconds = time.perf_counter() - t0
             bar.update()

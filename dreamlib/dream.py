@@ -287,13 +287,26 @@ class Dreamer:
             least mean ``|T(x) - x|`` (0-1 units) asked of every dreamed image; see
             the module docstring.
         lambda_res: weight of the residual-floor penalty (default 1.0).
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"fp16"``: autocast of the teacher's
+            forward (:mod:`dreamlib.memory`). x, the losses and Adam stay fp32; fp16 scales the
+            loss (a GradScaler) so that the gradients to x do not underflow.
+        checkpoint: recompute the teacher's activations in the backward instead of storing
+            them (:func:`dreamlib.memory.checkpointed`): the same gradients for less memory.
+        share: a :class:`dreamlib.distributed.BatchShare`: this process dreams rows
+            ``share.lo:share.hi`` of a global batch of ``share.total`` images (``targets``
+            holds those rows only). The initial noise is drawn for the whole batch and cut,
+            L_orth uses every process's features and the batch means are scaled by
+            ``share.frac``, so each process follows exactly the one-process gradients of its
+            rows. The logged losses and PSNR are global; the tensors of a :class:`DreamStep`
+            are this process's rows. ``None``: one process.
     """
 
     def __init__(self, teacher: nn.Module, targets: torch.Tensor, *, lr: float = 5e-2, lambda_orth: float = 0.05,
                  feature_layer: str | None = None, init="noise", seed: int = 0, priors=None,
                  param: str = "clamp", lr_schedule: str | None = None, orth_schedule: str | None = None,
                  total_steps: int | None = None, min_lr_ratio: float = 0.02, loss: str = "l1",
-                 residual_floor: float | None = None, lambda_res: float = 1.0, device=None):
+                 residual_floor: float | None = None, lambda_res: float = 1.0, device=None,
+                 precision: str = "fp32", checkpoint: bool = False, share=None):
         if targets.dim() != 4 or targets.shape[1] != 3:
             raise ValueError(f"targets must be (B,3,H,W), got {tuple(targets.shape)}")
         if param not in PARAMETERISATIONS:
@@ -311,6 +324,13 @@ class Dreamer:
         check_setting("lambda_res", lambda_res)
         check_setting("lambda_orth", lambda_orth)
         check_setting("lr (the dreaming's learning rate)", lr, positive=True)
+        from .memory import check_precision, grad_scaler
+
+        self.precision, self.checkpoint = check_precision(precision), bool(checkpoint)
+        if share is not None and share.n != len(targets):
+            raise ValueError(f"share {share.lo}:{share.hi} of {share.total} images needs {share.n} targets, "
+                             f"got {len(targets)}")
+        self.share = share if share is not None and share.world > 1 else None
         self.residual_floor = None if residual_floor is None else float(residual_floor)
         self.lambda_res = float(lambda_res)
         teacher = unwrap(teacher)  # the hooks go on the network inside a DataParallel / compile wrapper
@@ -331,14 +351,21 @@ class Dreamer:
         else:
             self.z = torch.logit(x0.clamp(1e-3, 1 - 1e-3)).requires_grad_(True)
         self.optimizer = torch.optim.Adam([self.z], lr=self.lr)
+        self.scaler = grad_scaler(self.device, self.precision)
         self.t = 0
 
     def _init(self, init) -> torch.Tensor:
         shape = tuple(self.y.shape)
+        if self.share is not None and not isinstance(init, torch.Tensor):
+            # the whole batch's noise from the seed, this process's rows: those of a one-process run
+            return self.share.rows(self._draw(init, (self.share.total,) + shape[1:]))
         if isinstance(init, torch.Tensor):
             if tuple(init.shape) != shape:
                 raise ValueError(f"init tensor has shape {tuple(init.shape)}, targets {shape}")
             return init.detach().to(self.device, torch.float32).clamp(0, 1)
+        return self._draw(init, shape)
+
+    def _draw(self, init, shape) -> torch.Tensor:
         if init == "noise":
             x = torch.rand(shape, generator=self.gen)
         elif init == "gray":
@@ -372,50 +399,79 @@ class Dreamer:
 
     def step(self) -> DreamStep:
         """One Adam update of x; the teacher runs exactly once."""
+        from . import distributed
+        from .memory import autocast, checkpointed
+
         lr, lam = self.current_lr(), self.current_lambda_orth()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x = self.image()
         x_in, y_in = self.priors.augment(x, self.y, self.gen) if self.priors.augments else (x, self.y)
-        # 1. teacher forward (frozen) with the feature layer captured
-        with frozen(self.teacher), layer_output(self.teacher, self.layer) as feat:
-            out = restore(self.teacher, x_in)
-        # 2. losses: Eq. 5 (+ optional priors)
-        l_inv = self.loss_fn(out, y_in)
-        l_orth = orthogonality_loss(feat.value)
-        loss = l_inv + lam * l_orth if lam else l_inv
-        l_res = out.new_zeros(())
-        if self.residual_floor is not None:  # beyond the paper: x must carry what the teacher removes
-            change = (out - x_in).abs().flatten(1).mean(1)
-            l_res = torch.relu(self.residual_floor - change).mean()
-            loss = loss + self.lambda_res * l_res
-        if self.priors.tv or self.priors.l2:
-            loss = loss + self.priors.penalty(x)
-        check_loss(loss.detach(), what=f"the dreaming loss (L_inv {float(l_inv.detach()):.4g}, L_orth {float(l_orth.detach()):.4g})",
-                   step=self.t, hint="check the teacher's weights (a NaN weight), lambda_orth and the "
-                                     "dreaming learning rate (lr_x)")
-        # 3. gradient step on x only
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        x_before = x.detach().clone()  # the clamp parameterisation updates x in place below
-        self.optimizer.step()
+        share = self.share
+        frac = share.frac if share is not None else 1.0
+        # the backward stays inside `frozen`: checkpointed blocks are recomputed in eval mode
+        with frozen(self.teacher):
+            # 1. teacher forward (frozen) with the feature layer captured
+            with checkpointed(self.teacher, self.checkpoint), layer_output(self.teacher, self.layer) as feat, \
+                    autocast(self.device, self.precision):
+                out = restore(self.teacher, x_in)
+            out = out.float()  # a no-op in fp32; the losses are fp32
+            features = pool_features(feat.value.float())
+            # 2. losses: Eq. 5 (+ optional priors); with a share, batch means are this share's part
+            l_inv = self.loss_fn(out, y_in) * frac if share is not None else self.loss_fn(out, y_in)
+            l_orth = orthogonality_loss(distributed.rows_with_local_grad(features) if share is not None else features)
+            loss = l_inv + lam * l_orth if lam else l_inv
+            l_res = out.new_zeros(())
+            if self.residual_floor is not None:  # beyond the paper: x must carry what the teacher removes
+                change = (out - x_in).abs().flatten(1).mean(1)
+                l_res = torch.relu(self.residual_floor - change).mean() * frac
+                loss = loss + self.lambda_res * l_res
+            penalty = self.priors.penalty(x) * frac if (self.priors.tv or self.priors.l2) else None
+            if penalty is not None:
+                loss = loss + penalty
+            psnr = batch_psnr(out, y_in)
+            if share is not None:  # the global numbers: sums of every share's part (one small all-reduce)
+                parts = torch.stack([l_inv.detach(), l_res.detach(), torch.as_tensor(
+                    0.0 if penalty is None else float(penalty.detach()), device=out.device),
+                    torch.as_tensor(psnr * frac, device=out.device, dtype=out.dtype)]).float()
+                g_inv, g_res, g_pen, psnr = distributed.all_reduce_sum(parts).tolist()
+                total_loss = g_inv + (lam * float(l_orth.detach()) if lam else 0.0) + g_pen + \
+                    (self.lambda_res * g_res if self.residual_floor is not None else 0.0)
+            else:
+                g_inv, g_res, total_loss = float(l_inv.detach()), float(l_res.detach()), float(loss.detach())
+            check_loss(torch.as_tensor(total_loss), what=f"the dreaming loss (L_inv {g_inv:.4g}, L_orth "
+                       f"{float(l_orth.detach()):.4g})", step=self.t,
+                       hint="check the teacher's weights (a NaN weight), lambda_orth and the "
+                            "dreaming learning rate (lr_x)")
+            # 3. gradient step on x only
+            self.optimizer.zero_grad(set_to_none=True)
+            x_before = x.detach().clone()  # the clamp parameterisation updates x in place below
+            if self.scaler is not None:  # fp16: scaled loss, the step is skipped on an overflow
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                loss.backward()
+                self.optimizer.step()
         if self.param == "clamp":
             with torch.no_grad():
                 self.z.clamp_(0.0, 1.0)
         rec = DreamStep(
             step=self.t, x=x_before,
             teacher_in=x_before if x_in is x else x_in.detach(),
-            teacher_out=out.detach(), target=y_in, features=pool_features(feat.value).detach(),
-            l_inv=float(l_inv.detach()), l_orth=float(l_orth.detach()), l_res=float(l_res.detach()),
-            loss=float(loss.detach()),
-            psnr=batch_psnr(out, y_in), lr=lr, lambda_orth=lam)
+            teacher_out=out.detach(), target=y_in, features=features.detach(),
+            l_inv=g_inv, l_orth=float(l_orth.detach()), l_res=g_res, loss=total_loss,
+            psnr=psnr, lr=lr, lambda_orth=lam)
         self.t += 1
         return rec
 
     def state_dict(self) -> dict:
         """What continues this dreaming exactly: the batch parameter, its optimiser, the RNG, the step."""
-        return {"z": self.z.detach().clone(), "optimizer": self.optimizer.state_dict(), "gen": self.gen.get_state(),
-                "t": self.t}
+        st = {"z": self.z.detach().clone(), "optimizer": self.optimizer.state_dict(), "gen": self.gen.get_state(),
+              "t": self.t}
+        if self.scaler is not None:
+            st["scaler"] = self.scaler.state_dict()
+        return st
 
     def load_state_dict(self, st: dict) -> None:
         """Continue from :meth:`state_dict` (same teacher, targets and settings)."""
@@ -427,6 +483,8 @@ class Dreamer:
         self.optimizer.load_state_dict(st["optimizer"])
         self.gen.set_state(st["gen"])
         self.t = int(st["t"])
+        if self.scaler is not None and st.get("scaler"):
+            self.scaler.load_state_dict(st["scaler"])
 
     @torch.no_grad()
     def evaluate(self) -> tuple[torch.Tensor, float, float]:
@@ -458,7 +516,8 @@ def dream(teacher: nn.Module, targets: torch.Tensor, *, steps: int | None = None
           lambda_orth: float = 0.05, feature_layer: str | None = None, init="noise", seed: int = 0,
           priors=None, param: str = "clamp", lr_schedule: str | None = None, orth_schedule: str | None = None,
           loss: str = "l1", residual_floor: float | None = None, lambda_res: float = 1.0,
-          progress: bool = True, callback=None, device=None) -> DreamResult:
+          progress: bool = True, callback=None, device=None, precision: str = "fp32",
+          checkpoint: bool = False) -> DreamResult:
     """Dream a batch of rainy images for ``targets`` (see :class:`Dreamer` for the arguments).
 
     ``steps`` defaults to 300 (30 in quick mode). ``callback(step: DreamStep)``
@@ -476,7 +535,7 @@ def dream(teacher: nn.Module, targets: torch.Tensor, *, steps: int | None = None
     d = Dreamer(teacher, targets, lr=lr, lambda_orth=lambda_orth, feature_layer=feature_layer, init=init,
                 seed=seed, priors=priors, param=param, lr_schedule=lr_schedule, orth_schedule=orth_schedule,
                 total_steps=steps, loss=loss, residual_floor=residual_floor, lambda_res=lambda_res,
-                device=device)
+                device=device, precision=precision, checkpoint=checkpoint)
     log: dict[str, list] = {k: [] for k in ("step", "l_inv", "l_orth", "l_res", "loss", "psnr", "lr", "lambda_orth")}
     bar = tqdm(range(steps), desc="dreaming", disable=not progress, leave=False)
     try:

@@ -154,7 +154,8 @@ def _row(res: dict, sets) -> dict:
 
 def dream_x(teacher, cfg: dict, *, device=None, progress: bool = False, info: dict | None = None):
     """The batch X that the adaptive search measures PSNR on: ``cfg["dream_x"]``
-    (batch_size, crop, steps, residual_floor) dreamed from ``teacher`` with seed ``cfg["seed"]``.
+    (batch_size, crop, steps, residual_floor) dreamed from ``teacher`` with seed ``cfg["seed"]``,
+    in the run's ``distill.precision`` and ``distill.checkpoint_teacher`` (GPU memory).
     Returns a (batch_size, 3, crop, crop) tensor on ``device``. ``info`` (a dict), if given,
     receives ``residual_floor`` (the floor used, or None) and ``coverage`` (:func:`teacher_change`
     of X; with ``"auto"`` also ``coverage_plain``, that of the plain dreams)."""
@@ -169,9 +170,14 @@ def dream_x(teacher, cfg: dict, *, device=None, progress: bool = False, info: di
     floor = dx.get("residual_floor")
     info = {} if info is None else info
 
+    # the run's GPU-memory switches (distill.precision, distill.checkpoint_teacher) apply to this dreaming too
+    memory = {"precision": cfg["distill"].get("precision", "fp32"),
+              "checkpoint": bool(cfg["distill"].get("checkpoint_teacher", False))}
+
     def run(f):
         return dream(teacher, targets, steps=dx["steps"], lr=dx["lr"], lambda_orth=dx["lambda_orth"],
-                     orth_schedule=dx["orth_schedule"], seed=cfg["seed"], progress=progress, residual_floor=f).x
+                     orth_schedule=dx["orth_schedule"], seed=cfg["seed"], progress=progress, residual_floor=f,
+                     **memory).x
 
     if floor == "auto":
         x = run(None)
@@ -224,6 +230,11 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
     recorded in the report (the CLI passes its own, ``--config`` included); without
     it the report shows the equivalent ``reproduce`` command, which cannot name a
     config file.
+
+    Under ``torchrun`` (a process group, :mod:`dreamlib.distributed`) every rank runs the
+    steps before the distillation alike, the distillation is shared (each rank dreams its part
+    of the batch), and rank 0 alone evaluates the students and writes the results; the other
+    ranks return ``{}``.
     """
     from ..data.benchmark import benchmark_sets
     from ..data.datasets import open_sets
@@ -242,11 +253,19 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
         raise ValueError(f"target_gflops must be > 0 (G-MACs of the pruned network), got {target_gflops}")
     device = torch.device(device) if device else settings.pick_device()
     settings.seed_everything(cfg["seed"])
-    out_dir = prepare_out_dir(out_dir if out_dir else default_run_dir(f"{table}_{name}"), resume=resume)
+    from ..distributed import broadcast_object, is_main
+
+    # under torchrun every rank uses rank 0's folder; rank 0 alone evaluates the students and writes
+    out_dir = prepare_out_dir(broadcast_object(out_dir if out_dir else default_run_dir(f"{table}_{name}")),
+                              resume=resume)
     wall = {}
     t_all = time.perf_counter()
 
     teacher = _teacher(name, variant, checkpoint, device)
+    from ..protocols import convention_for
+
+    protocol = cfg["protocol"]
+    convention = convention_for(teacher, protocol, cfg["convention"])  # a wrong protocol fails before any compute
     sets = (open_sets(data_root) if data_root else benchmark_sets(family=EVAL_FAMILY[name]))
     set_names = list(sets)
     dense = count_macs(teacher)
@@ -262,7 +281,7 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
 
     t0 = time.perf_counter()
     comp = compare_methods(teacher, X, sets, target_macs=target, methods=tuple(cfg["methods"]),
-                           convention=cfg["convention"],
+                           convention=convention, protocol=protocol,
                            method_options={"adaptive": dict(cfg["adaptive"]),
                                            "dream-budget": dict(cfg.get("dream-budget") or {})},
                            limit=cfg["eval_limit"], progress=progress)
@@ -273,7 +292,8 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
     if "adaptive" in cfg["methods"] and cfg.get("paper_tp") is not None:
         t0 = time.perf_counter()
         fixed, rep = prune(teacher, "adaptive", X=X, tp=float(cfg["paper_tp"]), **cfg["adaptive"])
-        res = evaluate(fixed, sets, convention=cfg["convention"], progress=progress, limit=cfg["eval_limit"])
+        res = evaluate(fixed, sets, convention=convention, progress=progress, limit=cfg["eval_limit"],
+                       protocol=protocol)
         paper_protocol = {"tp": float(cfg["paper_tp"]), "order": cfg["adaptive"].get("order", "independent"),
                           "gmacs": rep.macs_after / 1e9, "macs_ratio": rep.macs_ratio,
                           "psnr_on_X": rep.details["psnr_on_X"], **_row(res, set_names),
@@ -305,10 +325,15 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
                                 progress=progress, fingerprint={**run_print, "method": method})
         wall["distill" if method == "adaptive" else f"distill_{method}"] = time.perf_counter() - t0
         logs[method] = mlog
-        res = evaluate(student, sets, convention=cfg["convention"], progress=progress, limit=cfg["eval_limit"])
+        if not is_main():  # the other torchrun ranks only help distil (dreamlib.distributed)
+            continue
+        res = evaluate(student, sets, convention=convention, progress=progress, limit=cfg["eval_limit"],
+                       protocol=protocol)
         rows[distilled_label(method)] = {"gmacs": count_macs(student) / 1e9, "fine_tuned": True,
                                          **_row(res, set_names)}
         students[method] = student
+    if not is_main():
+        return {}
     wall["total"] = time.perf_counter() - t_all
     _check_finite(rows)
 
@@ -316,7 +341,7 @@ def run_table(table: str, name: str, *, variant: str = "small", config: dict | N
         "table": table, "model": name, "variant": variant, "checkpoint": str(checkpoint) if checkpoint else None,
         "data": str(data_root) if data_root else f"synthetic benchmark ({EVAL_FAMILY[name]}, "
                                                   f"{'quick' if settings.QUICK else 'full'})",
-        "convention": cfg["convention"], "target_macs": target, "teacher_macs": dense, "config": cfg,
+        "convention": convention, "protocol": protocol, "target_macs": target, "teacher_macs": dense, "config": cfg,
         "seed": cfg["seed"], "dreamlib": __version__, "torch": torch.__version__, "device": str(device),
         "python": platform.python_version(), "quick": settings.QUICK, "wall_s": wall, "rows": rows,
         # wall_s only covers this invocation: a resumed distillation's earlier steps are not in it
@@ -409,7 +434,8 @@ def markdown(payload: dict) -> str:
     sets = [k[:-5] for k in next(iter(rows.values())) if k.endswith("/psnr")]
     head = ("| method | G-MACs | " + " | ".join(sets) + " |\n|---|---|" + "---|" * len(sets))
     lines = [f"# {payload['table']}: {payload['model']} ({payload['variant']})", "",
-             f"Data: {payload['data']}. Metric convention: `{payload['convention']}`. "
+             f"Data: {payload['data']}. Metric convention: `{payload['convention']}`"
+             f"{', protocol: `official` (dreamlib.protocols)' if payload.get('protocol') == 'official' else ''}. "
              f"Target {payload['target_macs'] / 1e9:.4f} G-MACs (teacher {payload['teacher_macs'] / 1e9:.4f} G, "
              f"nni at 1x3x256x256). Seed {payload['seed']}, dreamlib {payload['dreamlib']}, "
              f"torch {payload['torch']} on {payload['device']}; wall time {payload['wall_s']['total'] / 60:.1f} min"
