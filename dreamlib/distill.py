@@ -336,9 +336,13 @@ class DreamDistiller:
     def load_state_dict(self, st: dict) -> None:
         if st.get("format") != _STATE_FORMAT:
             raise ValueError(f"not a dreamlib distillation state (format {st.get('format')!r})")
-        # checkpointing changes memory, not results: it may differ on resume
+        # checkpointing changes memory, not results: it may differ on resume. ``steps`` may grow: the
+        # student's rate is constant and every batch is seeded by its index, so a finished shorter run
+        # continued to more steps is exactly the longer run
+        longer = st["config"].get("steps") is not None and self.cfg.steps >= st["t"]
         diff = {k: (v, self.cfg.to_dict().get(k)) for k, v in st["config"].items()
-                if self.cfg.to_dict().get(k) != v and k not in ("checkpoint_teacher", "checkpoint_student")}
+                if self.cfg.to_dict().get(k) != v and k not in ("checkpoint_teacher", "checkpoint_student")
+                and not (k == "steps" and longer)}
         if diff:
             raise ResumeMismatchError("the saved state was made with another configuration: " +
                                       ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items()) +

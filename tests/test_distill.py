@@ -76,6 +76,24 @@ def test_resume_is_exact(pair, tmp_path):
         assert torch.equal(va, vc), k
 
 
+def test_a_finished_shorter_run_continues_into_the_longer_one(pair, tmp_path):
+    teacher, student = pair
+    torch.set_num_threads(1)
+    a = clone(student)
+    distill(teacher, a, cfg(steps=8), images=IMAGES, progress=False)
+    state = tmp_path / "state.pt"
+    distill(teacher, clone(student), cfg(steps=4), images=IMAGES, state_path=state, progress=False)
+    c = clone(student)
+    _, log = distill(teacher, c, cfg(steps=8), images=IMAGES, state_path=state, resume=True, progress=False)
+    assert len(log.rows["step"]) == 8
+    for (k, va), (_, vc) in zip(a.state_dict().items(), c.state_dict().items()):
+        assert torch.equal(va, vc), k
+    # fewer steps than the state already ran is another run
+    with pytest.raises(ResumeMismatchError, match="steps"):
+        distill(teacher, clone(student), cfg(steps=2), images=IMAGES, state_path=state, resume=True,
+                progress=False)
+
+
 def test_resume_with_other_config_is_refused(pair, tmp_path):
     teacher, student = pair
     state = tmp_path / "state.pt"

@@ -161,12 +161,17 @@ def run_speed(name: str, *, variant: str = "small", config: dict | None = None, 
     from ..provenance import module_hash
 
     partial_path = Path(out_dir) / f"speed_{name}.partial.json"
-    prints = {"teacher": module_hash(teacher), "config": cfg, "variant": variant, "quick": bool(settings.QUICK),
-              "strategies": list(strategies)}
+    # the distillation length is not part of it: a longer --resume continues the recoveries (each row
+    # records its steps)
+    same_cfg = {**cfg, "distill": {k: v for k, v in cfg["distill"].items() if k != "steps"}}
+    prints = {"teacher": module_hash(teacher), "config": same_cfg, "variant": variant,
+              "quick": bool(settings.QUICK), "strategies": list(strategies)}
     partial = {"fingerprint": prints, "points": {}}
     if resume and partial_path.is_file():
         saved = json.loads(partial_path.read_text())
-        if saved.get("fingerprint") != json.loads(json.dumps(prints)):
+        fp = saved.get("fingerprint") or {}
+        (fp.get("config") or {}).get("distill", {}).pop("steps", None)  # files that still recorded it
+        if fp != json.loads(json.dumps(prints)):
             from ..distill import ResumeMismatchError
 
             raise ResumeMismatchError(f"{partial_path} belongs to another run (teacher, config or strategies "
@@ -262,7 +267,7 @@ def run_speed(name: str, *, variant: str = "small", config: dict | None = None, 
         point["chosen"] = chosen
         final = Path(f"{stem}.pt")
         crow = point["rows"][f"channel-{chosen}"]
-        if "after" in crow and final.is_file():
+        if "after" in crow and final.is_file() and crow.get("after_steps") == dcfg.steps:
             student = load_pruned(final)
         else:
             state = Path(f"{stem}.channel-{chosen}.distill-state.pt")
