@@ -26,8 +26,10 @@ def _x(side=64, seed=1):
     return torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("name,strategy", [(n, "uniform") for n in NAMES] +
-                         [(n, "lamp") for n in ("hinet", "durn", "agan")])  # MPRNet's lamp: a minute more in CI
+# MPRNet is left out here (a minute of CI on 2 cores); its students hit their targets in the speed runs,
+# which check the same tolerance when they prune (channel_prune raises otherwise)
+@pytest.mark.parametrize("name,strategy", [("hinet", "uniform"), ("durn", "uniform"), ("agan", "uniform"),
+                                           ("hinet", "lamp"), ("durn", "lamp"), ("agan", "lamp")])
 def test_target_macs_hit_within_1_percent(small, name, strategy):
     teacher = small[name]
     dense = count_macs(teacher)
