@@ -83,3 +83,20 @@ def test_fig1_as_the_readme_says():
     r50 = _fig("selfdata_small", "fig1_selfdata_hinet_l1-50")
     assert max(srcs, key=lambda s: r50[s]["Rain100H"]["psnr"]) == srcs[2]
     assert max(srcs, key=lambda s: r50[s]["average"]["psnr"]) == srcs[0]
+
+
+def test_the_speed_prose_matches_the_committed_speed_runs():
+    """README "From FLOPs to seconds": masks run at the dense speed, no recovered channel student reached
+    the goal, HINet's channel students had 1800 distillation steps and the others 600."""
+    from dreamlib.experiments.speed import speedups, verdicts
+
+    text = " ".join(README.read_text().split())
+    assert "none of them reached the goal" in text
+    for name in ("hinet", "mprnet", "durn", "agan"):
+        p = json.loads((RESULTS / "speed_small" / f"speed_{name}.json").read_text())
+        assert not any(v["holds"] for v in verdicts(p)), name
+        for pt in p["points"]:
+            assert 0.9 <= speedups(p, pt["rows"]["masked"], "eager") <= 1.1, name  # masks: dense speed
+            chosen = pt["rows"][f"channel-{pt['chosen']}"]
+            assert chosen["after_steps"] == (1800 if name == "hinet" else 600), name
+            assert pt["rows"]["masked"].get("after_steps") in (1800, None)

@@ -327,9 +327,10 @@ def _check_finite(payload: dict) -> None:
         raise FloatingPointError(f"non-finite results ({', '.join(bad[:3])}): nothing was written")
 
 
-def speedups(payload: dict, row: dict, option: str = "eager", threads: int = 1) -> float | None:
-    """Dense latency / this row's latency, both measured in this run (None if not timed)."""
-    d = payload["rows"]["dense teacher"]["latency"].get(option, {}).get(f"t{threads}")
+def speedups(payload: dict, row: dict, option: str = "eager", threads: int = 1, base: str = "eager") -> float | None:
+    """The dense teacher's latency in mode ``base`` (default eager: what runs without any option) / this
+    row's latency with ``option``, same thread count, both measured in this run (None if not timed)."""
+    d = payload["rows"]["dense teacher"]["latency"].get(base, {}).get(f"t{threads}")
     m = row.get("latency", {}).get(option, {}).get(f"t{threads}")
     return d / m if d and m else None
 
@@ -358,8 +359,8 @@ def markdown(payload: dict) -> str:
     lines = [f"# speed: {payload['model']} ({payload['variant']})", "",
              f"Data: {payload['data']}. Metric: average PSNR (dB, `{payload['convention']}`) over the sets. "
              f"Latency: median of {payload['iters']} calls at 1x3x256x256, the models taking turns call by call, "
-             f"on {payload['cpu']} ({payload['device']}, torch {payload['torch']}); speed-ups are dense time / model "
-             f"time, measured in the same run. Wall time of the last invocation {payload['wall_s'] / 60:.1f} min.", "",
+             f"on {payload['cpu']} ({payload['device']}, torch {payload['torch']}); speed-ups are the dense teacher's "
+             f"eager time / the model's time with the option, measured in the same run. Wall time of the last invocation {payload['wall_s'] / 60:.1f} min.", "",
              f"Dense teacher: {dense['gmacs']:.3f} G-MACs, {dense['params']:,} params, {dense['average/psnr']:.2f} dB, "
              f"eager {1e3 * t1:.1f} ms on 1 thread.", ""]
     hdr = ("| student | G-MACs (% of teacher) | params | PSNR on X (dB) | avg PSNR before | after dream-distill | "

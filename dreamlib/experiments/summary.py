@@ -156,7 +156,8 @@ def markdown_tables(root=None) -> str:
         rows = speed_rows(name, root)
         if rows:
             parts += ["", f"From FLOPs to seconds, {name} (`results/speed_small/speed_{name}.md`; latency at "
-                      "1x3x256x256 on this CPU, speed-up = dense time / student time in the same run):", "", *rows]
+                      "1x3x256x256 on this CPU, speed-up = the dense teacher's eager time / the model's time with the option, "
+                      "same run):", "", *rows]
     return "\n".join(parts) + "\n"
 
 
