@@ -294,13 +294,9 @@ class DreamDistiller:
             check_loss(l_kd, what="the distillation loss L_KD", step=self.t,
                        hint="the student diverged: lower lr_student (the paper's 1e-4) or lambda_kd")
             self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler:
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                loss.backward()
-                self.optimizer.step()
+            from .memory import backward_step
+
+            backward_step(loss, self.optimizer, self.scaler)
         out = DistillStep(step=self.t, l_kd=l_kd, l_inv=rec.l_inv if rec else float("nan"),
                           l_orth=rec.l_orth if rec else float("nan"), psnr_teacher=rec.psnr if rec else float("nan"),
                           psnr_student=psnr_s)

@@ -400,7 +400,7 @@ class Dreamer:
     def step(self) -> DreamStep:
         """One Adam update of x; the teacher runs exactly once."""
         from . import distributed
-        from .memory import autocast, checkpointed
+        from .memory import autocast, backward_step, checkpointed
 
         lr, lam = self.current_lr(), self.current_lambda_orth()
         for group in self.optimizer.param_groups:
@@ -446,13 +446,7 @@ class Dreamer:
             # 3. gradient step on x only
             self.optimizer.zero_grad(set_to_none=True)
             x_before = x.detach().clone()  # the clamp parameterisation updates x in place below
-            if self.scaler is not None:  # fp16: scaled loss, the step is skipped on an overflow
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-            else:
-                loss.backward()
-                self.optimizer.step()
+            backward_step(loss, self.optimizer, self.scaler)  # fp16: scaled, skipped on an overflow
         if self.param == "clamp":
             with torch.no_grad():
                 self.z.clamp_(0.0, 1.0)

@@ -64,6 +64,18 @@ def grad_scaler(device, precision: str):
 _CONTAINERS = (nn.ModuleList, nn.ModuleDict, nn.Sequential)
 
 
+def backward_step(loss: torch.Tensor, optimizer, scaler=None) -> None:
+    """``loss.backward()`` and one optimiser step; with an fp16 ``scaler`` the loss is scaled and
+    the step is skipped on an overflow (the dreamed image and the student share this)."""
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+
+
 def _has_params(m: nn.Module) -> bool:
     return any(True for _ in m.parameters())
 
