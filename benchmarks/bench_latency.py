@@ -33,7 +33,7 @@ from dreamlib import models
 from dreamlib import prune as P
 from dreamlib.flops import count_macs
 from dreamlib.prune.channels import channel_prune
-from dreamlib.speed import OPTIONS, fast, latency, same_outputs
+from dreamlib.speed import OPTIONS, fast, interleaved, same_outputs
 
 SMALL = ("hinet", "mprnet", "durn", "agan")
 OFFICIAL = ("hinet", "mprnet")
@@ -68,13 +68,7 @@ def bench(name, variant, args) -> list[dict]:
                   "diff": same_outputs(m, f, x) if opt != "eager" else 0.0} for (k, m), f in zip(kinds, fasts)]
         for n in threads:
             # the three take turns call by call: a change of load hits them alike
-            ts = [[] for _ in fasts]
-            with torch.no_grad():
-                for i, f in enumerate(fasts):
-                    latency(f, x, iters=1, warmup=args.warmup, n_threads=n)
-                for _ in range(args.iters):
-                    for i, f in enumerate(fasts):
-                        ts[i].append(latency(f, x, iters=1, warmup=0, n_threads=n)["median"])
+            ts = interleaved(fasts, x, iters=args.iters, warmup=args.warmup, n_threads=n)
             for r, t in zip(batch, ts):
                 r[f"t{n}"] = statistics.median(t)
         for r in batch:

@@ -22,7 +22,7 @@ import time
 import torch
 from torch import nn
 
-__all__ = ["fast", "same_outputs", "latency", "strip_masks", "threads", "OPTIONS"]
+__all__ = ["fast", "same_outputs", "latency", "interleaved", "strip_masks", "threads", "OPTIONS"]
 
 #: The inference options :func:`fast` knows, by name.
 OPTIONS = ("eager", "channels_last", "compiled")
@@ -128,3 +128,25 @@ def latency(model: nn.Module, x: torch.Tensor, *, iters: int = 10, warmup: int =
             times.append(time.perf_counter() - t)
     return {"median": statistics.median(times), "min": min(times), "max": max(times), "times": times,
             "threads": n_threads or torch.get_num_threads()}
+
+
+@torch.no_grad()
+def interleaved(models: list, x: torch.Tensor, *, iters: int = 10, warmup: int = 2, n_threads: int | None = 1) -> list:
+    """Wall times (s) of several models on ``x``, taking turns call by call: round r times every
+    model once, so a change of the machine's load hits all of them alike. Returns one list of
+    ``iters`` times per model (take the median), after ``warmup`` untimed calls each."""
+    if iters < 1 or warmup < 0:
+        raise ValueError(f"iters must be >= 1 and warmup >= 0, got {iters}, {warmup}")
+    for m in models:
+        m.eval()
+    times = [[] for _ in models]
+    with threads(n_threads):
+        for m in models:
+            for _ in range(warmup):
+                m(x)
+        for _ in range(iters):
+            for i, m in enumerate(models):
+                t = time.perf_counter()
+                m(x)
+                times[i].append(time.perf_counter() - t)
+    return times

@@ -294,3 +294,25 @@ def test_speed_runner_end_to_end_and_resume_only_retimes(tmp_path, monkeypatch):
     with pytest.raises(ResumeMismatchError, match="another run"):
         S.run_speed("durn", **other, resume=True)
     assert json.loads((tmp_path / "speed_durn.partial.json").read_text())["fingerprint"]["config"]["seed"] == 0
+
+
+def test_interleaved_times_each_model_every_round():
+    import time as _t
+
+    from dreamlib import speed
+
+    calls = []
+
+    class Slow(nn.Module):
+        def __init__(self, tag, pause):
+            super().__init__()
+            self.tag, self.pause = tag, pause
+
+        def forward(self, x):
+            calls.append(self.tag)
+            _t.sleep(self.pause)
+            return x
+
+    ts = speed.interleaved([Slow("a", 0.0), Slow("b", 0.01)], _x(8), iters=3, warmup=1)
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # warm-up, then the models take turns
+    assert [len(t) for t in ts] == [3, 3] and min(ts[1]) > max(ts[0])

@@ -46,9 +46,8 @@ def _time_all(entries: list, x, *, iters: int, compile_: bool, progress: bool) -
     every model once), so a change of the machine's load hits all of them alike; the median
     over the rounds is kept."""
     import statistics
-    import time as _time
 
-    from ..speed import fast, same_outputs, threads
+    from ..speed import fast, interleaved, same_outputs
 
     n_all = torch.get_num_threads()
     for e in entries:
@@ -63,16 +62,8 @@ def _time_all(entries: list, x, *, iters: int, compile_: bool, progress: bool) -
             row["latency"][opt] = {"max_abs_diff": same_outputs(m, f, x, atol=1e-5) if opt != "eager" else 0.0}
             fasts.append(f)
         for n in sorted({1, n_all}):
-            times = [[] for _ in fasts]
-            with threads(n), torch.no_grad():
-                for f in fasts:
-                    for _ in range(2):  # warm-up (compilation happened in same_outputs)
-                        f(x)
-                for _ in range(iters):
-                    for i, f in enumerate(fasts):
-                        t = _time.perf_counter()
-                        f(x)
-                        times[i].append(_time.perf_counter() - t)
+            # warm-up 2 (compilation already happened in same_outputs)
+            times = interleaved(fasts, x, iters=iters, warmup=2, n_threads=n)
             for (row, _), ts in zip(todo, times):
                 row["latency"][opt][f"t{n}"] = statistics.median(ts)
         if progress:
